@@ -1,0 +1,142 @@
+//! Store configuration. Every limit from the Durable Objects model is here
+//! with DO's figure as the default.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::sqlite::DEFAULT_PRAGMAS;
+
+/// When a commit's ticket resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DurabilityLevel {
+    /// The commit's WAL frames are fsync'd on local disk.
+    #[default]
+    Local,
+}
+
+/// Size limits, enforced per object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest KV key, in bytes of UTF-8 (DO: 2 KiB).
+    pub max_key_bytes: usize,
+    /// Largest KV value, in bytes (DO: 128 KiB).
+    pub max_value_bytes: usize,
+    /// Longest SQL string, in bytes (DO: 100 KB).
+    pub max_sql_length: usize,
+    /// Most columns in a table or result (DO: 100).
+    pub max_columns: usize,
+    /// Most bound parameters per statement (DO: 100).
+    pub max_params: usize,
+    /// Largest string, blob or row, in bytes (DO: 2 MB).
+    pub max_row_bytes: usize,
+    /// Longest LIKE or GLOB pattern, in bytes (DO: 50).
+    pub max_like_pattern: usize,
+    /// Largest database, in bytes (DO: 10 GB).
+    pub max_object_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 2048,
+            max_value_bytes: 128 * 1024,
+            max_sql_length: 100_000,
+            max_columns: 100,
+            max_params: 100,
+            max_row_bytes: 2_000_000,
+            max_like_pattern: 50,
+            max_object_bytes: 10_000_000_000,
+        }
+    }
+}
+
+/// How an object's database is tuned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// SQLite page cache per open object, in KiB.
+    pub page_cache_kib: u32,
+    /// Bytes of clean KV entries cached per open object.
+    pub kv_cache_bytes: usize,
+    /// WAL length, in pages, after which a turn's end checkpoints.
+    pub checkpoint_pages: u32,
+    /// `auto_vacuum` mode for new objects: incremental (default) or full.
+    pub auto_vacuum_full: bool,
+    /// Free pages after which a commit runs an incremental vacuum.
+    pub vacuum_free_pages: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            page_cache_kib: 1024,
+            kv_cache_bytes: 1 << 20,
+            checkpoint_pages: 1000,
+            auto_vacuum_full: false,
+            vacuum_free_pages: 256,
+        }
+    }
+}
+
+/// Everything a `Store` needs. `Config::new(dir)` gives the embedded
+/// default: local files, local durability, DO's limits.
+#[derive(Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub durability: DurabilityLevel,
+    pub limits: Limits,
+    pub tuning: Tuning,
+    /// Threads that fsync WAL files. Several run at once so that commits of
+    /// different objects share the disk's flushes.
+    pub sync_threads: usize,
+    /// Pragmas user SQL may run.
+    pub allowed_pragmas: Vec<String>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            durability: DurabilityLevel::Local,
+            limits: Limits::default(),
+            tuning: Tuning::default(),
+            sync_threads: 4,
+            allowed_pragmas: DEFAULT_PRAGMAS.iter().map(|s| s.to_string()).collect(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new("./amber-data")
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("durability", &self.durability)
+            .field("limits", &self.limits)
+            .field("tuning", &self.tuning)
+            .field("sync_threads", &self.sync_threads)
+            .finish_non_exhaustive()
+    }
+}

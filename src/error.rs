@@ -1,0 +1,180 @@
+//! The public error: a small `ErrorKind` that tells the caller what to do,
+//! a message, and (for SQLite failures) SQLite's own codes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::sqlite::{Denial, SqliteError};
+
+/// What the caller should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is wrong (bad name, malformed SQL, constraint violation,
+    /// wrong parameter count). Fix the input; the object is unharmed.
+    InvalidInput,
+    /// amber's SQL policy refused the statement. The message says what to
+    /// use instead. Fix the input; the object is unharmed.
+    NotAllowed,
+    /// A configured size limit was exceeded (key, value, statement, row).
+    /// Fix the input; the object is unharmed.
+    LimitExceeded,
+    /// The object reached its maximum size. Delete data or raise the limit.
+    StorageFull,
+    /// Another handle, in this process or another, has the object open.
+    /// Retry later or route the work to the holder.
+    Locked,
+    /// A commit or fsync failed, so the object's state is unknown. Every call
+    /// fails until the object is reopened; pending tickets fail too.
+    Broken,
+    /// An I/O failure outside a commit (opening files, listing). Retry.
+    Io,
+    /// Stored bytes failed a check. Do not retry; restore or investigate.
+    Corruption,
+    /// The store or object is closed.
+    Closed,
+    /// A ticket's wait timed out; the commit may still become durable.
+    Timeout,
+}
+
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    sqlite: Option<SqliteError>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    #[cold]
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            sqlite: None,
+            source: None,
+        }
+    }
+
+    #[cold]
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidInput, message)
+    }
+
+    #[cold]
+    pub(crate) fn limit(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::LimitExceeded, message)
+    }
+
+    #[cold]
+    pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
+        let message = format!("{}: {err}", context.into());
+        Error {
+            kind: ErrorKind::Io,
+            message,
+            sqlite: None,
+            source: Some(Arc::new(err)),
+        }
+    }
+
+    #[cold]
+    pub(crate) fn broken(cause: &Error) -> Self {
+        Error {
+            kind: ErrorKind::Broken,
+            message: format!("object is broken and must be reopened: {}", cause.message),
+            sqlite: cause.sqlite.clone(),
+            source: Some(Arc::new(cause.clone())),
+        }
+    }
+
+    #[cold]
+    pub(crate) fn denied(denial: &Denial, reserved_prefix: &str) -> Self {
+        Error::new(ErrorKind::NotAllowed, denial.advice(reserved_prefix))
+    }
+
+    /// Maps a SQLite failure to the kind a caller acts on.
+    #[cold]
+    pub(crate) fn sqlite(err: SqliteError) -> Self {
+        use crate::sqlite::codes;
+        let kind = match err.code {
+            codes::FULL => ErrorKind::StorageFull,
+            codes::TOOBIG => ErrorKind::LimitExceeded,
+            codes::IOERR => ErrorKind::Io,
+            codes::CORRUPT | 26 /* NOTADB */ => ErrorKind::Corruption,
+            codes::BUSY | 6 /* LOCKED */ => ErrorKind::Locked,
+            codes::AUTH => ErrorKind::NotAllowed,
+            _ => ErrorKind::InvalidInput,
+        };
+        let message = if kind == ErrorKind::StorageFull {
+            format!(
+                "object reached its size limit (max_object_bytes): {}",
+                err.message
+            )
+        } else {
+            err.message.clone()
+        };
+        Error {
+            kind,
+            message,
+            sqlite: Some(err),
+            source: None,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// SQLite's (primary, extended) result codes, when SQLite reported it.
+    pub fn sqlite_code(&self) -> Option<(i32, i32)> {
+        self.sqlite.as_ref().map(|e| (e.code, e.extended))
+    }
+
+    /// True if retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Io | ErrorKind::Locked | ErrorKind::Timeout
+        )
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(s) = &self.sqlite {
+            d.field("sqlite_code", &s.extended);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if let Some(s) = &self.sqlite {
+            return Some(s);
+        }
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<SqliteError> for Error {
+    fn from(e: SqliteError) -> Self {
+        Error::sqlite(e)
+    }
+}

@@ -1,0 +1,38 @@
+//! amber: per-object transactional storage.
+//!
+//! Every object (a chat room, a document, a game session) gets its own
+//! SQLite database with a SQL API and a KV API in the same database. The
+//! writes of a turn commit as one transaction, and each commit hands back
+//! a [`Ticket`] that resolves once the commit is durable.
+//!
+//! ```no_run
+//! use amber::{Config, Store};
+//!
+//! let store = Store::open(Config::new("./amber-data"))?;
+//! let mut room = store.open_object("room-1")?;
+//! room.exec("CREATE TABLE IF NOT EXISTS msgs (body TEXT)", &[])?;
+//! room.exec("INSERT INTO msgs VALUES (?1)", &["hello".into()])?;
+//! room.put("last-seen", b"alice")?;
+//! let ticket = room.end_turn()?; // one atomic commit
+//! ticket.wait()?;                 // durable on disk
+//! # Ok::<(), amber::Error>(())
+//! ```
+
+pub mod clock;
+mod config;
+mod durability;
+mod error;
+mod fsutil;
+mod id;
+mod object;
+pub mod sqlite;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Config, DurabilityLevel, Limits, Tuning};
+pub use durability::Ticket;
+pub use error::{Error, ErrorKind, Result};
+pub use id::{ObjectId, MAX_NAME_BYTES};
+pub use object::{Cursor, ListOptions, Object, ReadOptions, Row, WriteOptions};
+pub use sqlite::{Value, ValueRef};
+pub use store::{ObjectInfo, Store};

@@ -1,0 +1,404 @@
+//! The owner of one `sqlite3*` handle.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+
+use libsqlite3_sys as ffi;
+
+use super::authorizer::{authorize, AuthState, Denial};
+use super::error::SqliteError;
+use super::statement::{RawStatement, Statement};
+
+/// Statements kept prepared per connection. Internal SQL is a handful of
+/// literals; the rest is room for the user's hot queries.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// A SQLite limit, named for `Connection::set_limit`.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// Largest string, blob or row, in bytes.
+    Length,
+    SqlLength,
+    Columns,
+    Variables,
+    LikePatternLength,
+}
+
+impl Limit {
+    fn id(self) -> c_int {
+        match self {
+            Limit::Length => ffi::SQLITE_LIMIT_LENGTH,
+            Limit::SqlLength => ffi::SQLITE_LIMIT_SQL_LENGTH,
+            Limit::Columns => ffi::SQLITE_LIMIT_COLUMN,
+            Limit::Variables => ffi::SQLITE_LIMIT_VARIABLE_NUMBER,
+            Limit::LikePatternLength => ffi::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+        }
+    }
+}
+
+/// What the WAL hook has seen. The hook fires after every commit that wrote
+/// frames, which is how a commit tells "wrote something" from "read only",
+/// and where log shipping learns the WAL's new length.
+#[derive(Default)]
+pub(crate) struct WalState {
+    pub(crate) commits: Cell<u64>,
+    pub(crate) frames: Cell<u32>,
+}
+
+pub struct Connection {
+    db: NonNull<ffi::sqlite3>,
+    auth: Box<AuthState>,
+    wal: Box<WalState>,
+    cache: RefCell<HashMap<String, (RawStatement, u64)>>,
+    cache_clock: Cell<u64>,
+}
+
+// SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX (multi-thread mode),
+// in which a connection may move between threads as long as only one uses it
+// at a time. `Connection` is !Sync (it holds Cells), so every use goes
+// through one thread's `&`/`&mut`, and the callbacks registered on it run
+// only inside calls made by that thread.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    /// Opens (creating if needed) a database file with the given policy.
+    pub fn open(
+        path: &Path,
+        reserved_prefix: &str,
+        pragmas: Vec<String>,
+    ) -> Result<Connection, SqliteError> {
+        let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+            SqliteError::new(ffi::SQLITE_CANTOPEN, "database path contains a NUL byte")
+        })?;
+        let flags = ffi::SQLITE_OPEN_READWRITE
+            | ffi::SQLITE_OPEN_CREATE
+            | ffi::SQLITE_OPEN_NOMUTEX
+            | ffi::SQLITE_OPEN_EXRESCODE;
+        let mut db: *mut ffi::sqlite3 = ptr::null_mut();
+        // SAFETY: valid NUL-terminated path and out-pointer; a null VFS name
+        // selects the default VFS.
+        let rc = unsafe { ffi::sqlite3_open_v2(cpath.as_ptr(), &mut db, flags, ptr::null()) };
+        let Some(db) = NonNull::new(db) else {
+            return Err(SqliteError::new(
+                ffi::SQLITE_NOMEM,
+                "sqlite3_open_v2 returned no handle",
+            ));
+        };
+        let conn = Connection {
+            db,
+            auth: Box::new(AuthState::new(reserved_prefix, pragmas)),
+            wal: Box::default(),
+            cache: RefCell::new(HashMap::new()),
+            cache_clock: Cell::new(0),
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(conn.last_error(rc));
+        }
+        conn.configure()?;
+        Ok(conn)
+    }
+
+    fn configure(&self) -> Result<(), SqliteError> {
+        let db = self.db.as_ptr();
+        // SAFETY: live handle. db_config is variadic; DEFENSIVE and
+        // ENABLE_LOAD_EXTENSION take (int, int*) as documented.
+        unsafe {
+            ffi::sqlite3_extended_result_codes(db, 1);
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_DEFENSIVE,
+                1 as c_int,
+                ptr::null_mut::<c_int>(),
+            ))?;
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION,
+                0 as c_int,
+                ptr::null_mut::<c_int>(),
+            ))?;
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
+                0 as c_int,
+                ptr::null_mut::<c_int>(),
+            ))?;
+            // The AuthState box lives as long as the connection; it is
+            // unregistered in Drop before the box is freed.
+            self.check(ffi::sqlite3_set_authorizer(
+                db,
+                Some(authorize),
+                &*self.auth as *const AuthState as *mut c_void,
+            ))?;
+            ffi::sqlite3_wal_hook(
+                db,
+                Some(wal_hook),
+                &*self.wal as *const WalState as *mut c_void,
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the authorizer lifted: for amber's own statements,
+    /// which must reach the reserved tables. Covers both prepare and step,
+    /// because SQLite re-runs the authorizer when it re-prepares.
+    pub(crate) fn internal<T>(&self, f: impl FnOnce() -> T) -> T {
+        let was = self.auth.internal.replace(true);
+        let out = f();
+        self.auth.internal.set(was);
+        out
+    }
+
+    /// Takes the reason the authorizer gave for the last refusal.
+    pub(crate) fn take_denial(&self) -> Option<Denial> {
+        self.auth.denial.borrow_mut().take()
+    }
+
+    pub(crate) fn reserved_prefix(&self) -> &str {
+        &self.auth.reserved_prefix
+    }
+
+    pub(crate) fn wal_state(&self) -> &WalState {
+        &self.wal
+    }
+
+    pub fn set_limit(&self, limit: Limit, value: i32) {
+        // SAFETY: live handle; a valid limit id.
+        unsafe {
+            ffi::sqlite3_limit(self.db.as_ptr(), limit.id(), value);
+        }
+    }
+
+    pub fn limit(&self, limit: Limit) -> i32 {
+        // SAFETY: live handle; -1 queries without changing.
+        unsafe { ffi::sqlite3_limit(self.db.as_ptr(), limit.id(), -1) }
+    }
+
+    #[cold]
+    pub(crate) fn last_error(&self, rc: c_int) -> SqliteError {
+        // SAFETY: live handle; errmsg points to a NUL-terminated string owned
+        // by SQLite, copied before any other call.
+        unsafe {
+            let ext = ffi::sqlite3_extended_errcode(self.db.as_ptr());
+            let code = if ext & 0xff == rc & 0xff { ext } else { rc };
+            let msg = CStr::from_ptr(ffi::sqlite3_errmsg(self.db.as_ptr()))
+                .to_string_lossy()
+                .into_owned();
+            SqliteError::new(code, msg)
+        }
+    }
+
+    pub(crate) fn check(&self, rc: c_int) -> Result<(), SqliteError> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.last_error(rc))
+        }
+    }
+
+    /// Prepares the first statement of `sql`. Returns `None` when only
+    /// whitespace or comments remain, and the byte offset of the rest.
+    pub fn prepare_next<'c>(
+        &'c self,
+        sql: &str,
+        persistent: bool,
+    ) -> Result<(Option<Statement<'c>>, usize), SqliteError> {
+        if sql.len() > i32::MAX as usize {
+            return Err(SqliteError::new(ffi::SQLITE_TOOBIG, "statement too long"));
+        }
+        let mut stmt: *mut ffi::sqlite3_stmt = ptr::null_mut();
+        let mut tail: *const c_char = ptr::null();
+        let flags = if persistent {
+            ffi::SQLITE_PREPARE_PERSISTENT
+        } else {
+            0
+        };
+        // SAFETY: `sql` is valid for `len` bytes (no NUL needed when the
+        // length is given); `tail` will point into it.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db.as_ptr(),
+                sql.as_ptr().cast(),
+                sql.len() as c_int,
+                flags,
+                &mut stmt,
+                &mut tail,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.last_error(rc));
+        }
+        let consumed = if tail.is_null() {
+            sql.len()
+        } else {
+            // SAFETY: tail points into `sql` at or after its start.
+            (unsafe { tail.offset_from(sql.as_ptr().cast()) }) as usize
+        };
+        // SAFETY: a non-null statement from a successful prepare is ours.
+        let st = NonNull::new(stmt)
+            .map(|p| Statement::new(self, unsafe { RawStatement::from_raw(p) }, None));
+        Ok((st, consumed.min(sql.len())))
+    }
+
+    /// The cache key of a user statement. User keys start with NUL and
+    /// internal ones never do, so user SQL can never pick up one of amber's
+    /// own statements, which were prepared with the authorizer lifted.
+    pub(crate) fn user_cache_key(sql: &str) -> String {
+        let mut k = String::with_capacity(sql.len() + 1);
+        k.push('\0');
+        k.push_str(sql);
+        k
+    }
+
+    /// A cached user statement for exactly this SQL, if one is kept.
+    pub(crate) fn cached_user<'c>(&'c self, sql: &str) -> Option<Statement<'c>> {
+        let mut cache = self.cache.borrow_mut();
+        if cache.is_empty() {
+            return None;
+        }
+        let key = Self::user_cache_key(sql);
+        let (raw, _) = cache.remove(&key)?;
+        Some(Statement::new(self, raw, Some(key)))
+    }
+
+    /// Prepares a single statement, reusing a cached one when possible.
+    pub(crate) fn prepare_cached<'c>(&'c self, sql: &str) -> Result<Statement<'c>, SqliteError> {
+        debug_assert!(!sql.starts_with('\0'));
+        if let Some((raw, _)) = self.cache.borrow_mut().remove(sql) {
+            return Ok(Statement::new(self, raw, Some(sql.to_owned())));
+        }
+        let (st, consumed) = self.prepare_next(sql, true)?;
+        let Some(st) = st else {
+            return Err(SqliteError::new(ffi::SQLITE_MISUSE, "empty statement"));
+        };
+        if !sql[consumed..].trim().is_empty() {
+            return Err(SqliteError::new(
+                ffi::SQLITE_MISUSE,
+                "prepare_cached takes exactly one statement",
+            ));
+        }
+        let mut st = st;
+        st.set_cache_key(sql.to_owned());
+        Ok(st)
+    }
+
+    pub(crate) fn return_to_cache(&self, key: String, raw: RawStatement) {
+        raw.reset();
+        let mut cache = self.cache.borrow_mut();
+        let tick = self.cache_clock.get() + 1;
+        self.cache_clock.set(tick);
+        if cache.len() >= STATEMENT_CACHE_CAPACITY {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(key, (raw, tick));
+    }
+
+    /// Drops every cached statement (after a schema wipe, for example).
+    pub fn clear_cache(&self) {
+        self.cache.borrow_mut().clear();
+    }
+
+    /// Runs every statement in `sql` as amber's own (authorizer lifted).
+    pub(crate) fn execute_batch_internal(&self, sql: &str) -> Result<(), SqliteError> {
+        self.internal(|| {
+            let mut rest = sql;
+            loop {
+                let (st, consumed) = self.prepare_next(rest, false)?;
+                match st {
+                    Some(mut st) => st.run()?,
+                    None => return Ok(()),
+                }
+                rest = &rest[consumed..];
+            }
+        })
+    }
+
+    /// Rows changed by the most recent INSERT, UPDATE or DELETE.
+    pub fn changes(&self) -> u64 {
+        // SAFETY: live handle.
+        unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) as u64 }
+    }
+
+    pub fn total_changes(&self) -> u64 {
+        // SAFETY: live handle.
+        unsafe { ffi::sqlite3_total_changes64(self.db.as_ptr()) as u64 }
+    }
+
+    /// True when no transaction is open.
+    pub fn is_autocommit(&self) -> bool {
+        // SAFETY: live handle.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) != 0 }
+    }
+
+    /// A PASSIVE checkpoint of the whole WAL. Returns (wal frames, frames
+    /// checkpointed).
+    pub fn checkpoint_passive(&self) -> Result<(i32, i32), SqliteError> {
+        let mut log = 0;
+        let mut done = 0;
+        // SAFETY: live handle; null schema name means all attached (main).
+        let rc = unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                self.db.as_ptr(),
+                ptr::null(),
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                &mut log,
+                &mut done,
+            )
+        };
+        self.check(rc)?;
+        Ok((log, done))
+    }
+
+    /// A TRUNCATE checkpoint: the WAL is copied back and emptied.
+    pub fn checkpoint_truncate(&self) -> Result<(), SqliteError> {
+        // SAFETY: live handle.
+        let rc = unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                self.db.as_ptr(),
+                ptr::null(),
+                ffi::SQLITE_CHECKPOINT_TRUNCATE,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        self.check(rc)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Statements first: close refuses while any are unfinalized.
+        self.cache.get_mut().clear();
+        // SAFETY: we own the handle; every Statement borrowed it and is gone.
+        // Hooks are unregistered before their state boxes are freed.
+        unsafe {
+            ffi::sqlite3_set_authorizer(self.db.as_ptr(), None, ptr::null_mut());
+            ffi::sqlite3_wal_hook(self.db.as_ptr(), None, ptr::null_mut());
+            ffi::sqlite3_close(self.db.as_ptr());
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` is the connection's boxed `WalState`, alive while the hook is set.
+unsafe extern "C" fn wal_hook(
+    ctx: *mut c_void,
+    _db: *mut ffi::sqlite3,
+    _schema: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: see the contract; Cells are only touched on the connection's
+    // own thread, inside the commit call that invoked us.
+    let state = unsafe { &*(ctx as *const WalState) };
+    state.commits.set(state.commits.get() + 1);
+    state.frames.set(frames.max(0) as u32);
+    ffi::SQLITE_OK
+}

@@ -24,7 +24,8 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Longest SQL string, in bytes (DO: 100 KB).
     pub max_sql_length: usize,
-    /// Most columns in a table or result (DO: 100).
+    /// Most columns in a table or result (DO: 100). Values below 8 act as 8,
+    /// which amber's own tables need.
     pub max_columns: usize,
     /// Most bound parameters per statement (DO: 100).
     pub max_params: usize,

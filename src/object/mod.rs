@@ -411,13 +411,18 @@ impl Object {
     }
 }
 
+/// The smallest column limit amber can run with: `_amber_meta` has six
+/// columns and `sqlite_schema` five.
+pub const MIN_COLUMNS: usize = 8;
+
 /// Applies per-object pragmas and limits.
 fn configure(conn: &Connection, store: &StoreInner, is_new: bool) -> Result<()> {
     let cfg = &store.config;
     let l = &cfg.limits;
     let clamp = |v: usize| v.min(i32::MAX as usize) as i32;
     conn.set_limit(Limit::SqlLength, clamp(l.max_sql_length));
-    conn.set_limit(Limit::Columns, clamp(l.max_columns));
+    // amber's own tables (and sqlite_schema) need a few columns.
+    conn.set_limit(Limit::Columns, clamp(l.max_columns.max(MIN_COLUMNS)));
     conn.set_limit(Limit::Variables, clamp(l.max_params));
     conn.set_limit(
         Limit::Length,
@@ -438,7 +443,7 @@ fn configure(conn: &Connection, store: &StoreInner, is_new: bool) -> Result<()> 
     // process that slips past the lock file still cannot write.
     sql.push_str("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;");
     // NORMAL: commits do not fsync (the syncer does, shared), checkpoints do.
-    sql.push_str("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;");
+    sql.push_str("PRAGMA synchronous = NORMAL;");
     sql.push_str(&format!(
         "PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
          PRAGMA journal_size_limit = {};",

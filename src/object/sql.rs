@@ -155,6 +155,23 @@ fn map_sql_error(conn: &Connection, e: SqliteError) -> Error {
     Error::sqlite(e)
 }
 
+/// Checks the authorizer cannot make at prepare time. VACUUM has no
+/// authorizer code, and trigger and view bodies are only authorized when
+/// they run, so a CREATE that names a reserved table is refused up front.
+fn check_statement(sql: &str, reserved_prefix: &str) -> Result<()> {
+    let kw = leading_keyword(sql);
+    if kw.eq_ignore_ascii_case("vacuum") {
+        return Err(Error::denied(&Denial::Vacuum, reserved_prefix));
+    }
+    if kw.eq_ignore_ascii_case("create") && sql.to_ascii_lowercase().contains(reserved_prefix) {
+        return Err(Error::denied(
+            &Denial::Reserved(reserved_prefix.to_owned() + "…"),
+            reserved_prefix,
+        ));
+    }
+    Ok(())
+}
+
 fn begin(conn: &Connection, turn: &mut Turn) -> Result<()> {
     if !turn.open {
         conn.internal(|| conn.prepare_cached(super::schema::BEGIN)?.run())
@@ -198,9 +215,7 @@ impl Object {
                 None => match conn.prepare_next(rest, false) {
                     Ok((Some(mut st), consumed)) => {
                         let tail = &rest[consumed..];
-                        if leading_keyword(&st.sql()).eq_ignore_ascii_case("vacuum") {
-                            return Err(Error::denied(&Denial::Vacuum, conn.reserved_prefix()));
-                        }
+                        check_statement(&st.sql(), conn.reserved_prefix())?;
                         let tail_len = tail.len();
                         if rest.len() == sql.len() && is_trivia(tail) {
                             st.set_cache_key(Connection::user_cache_key(sql));

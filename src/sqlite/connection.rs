@@ -132,6 +132,11 @@ impl Connection {
                 Some(authorize),
                 &*self.auth as *const AuthState as *mut c_void,
             ))?;
+            // amber decides when to checkpoint (log shipping must first see
+            // the frames), so SQLite's automatic checkpoint stays off. It is
+            // itself a WAL hook, so this must come before ours, and nobody
+            // may run `PRAGMA wal_autocheckpoint` later: it would replace it.
+            self.check(ffi::sqlite3_wal_autocheckpoint(db, 0))?;
             ffi::sqlite3_wal_hook(
                 db,
                 Some(wal_hook),

@@ -1,0 +1,208 @@
+//! Crash test: a child process writes SQL and KV turns, reporting each
+//! commit only after its ticket resolved; the parent kills it with SIGKILL
+//! at random moments, reopens, and checks that every acknowledged turn is
+//! there, that every turn is all-or-nothing, and that SQLite's integrity
+//! check passes.
+//!
+//! `AMBER_CRASH_ROUNDS` (default 40) and `AMBER_CRASH_SEED` control a run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amber::{Config, Error, ErrorKind, Store, Tuning, ValueRef};
+
+fn config(dir: &str) -> Config {
+    Config::new(dir).with_tuning(Tuning {
+        // Small, so checkpoints happen under the knife too.
+        checkpoint_pages: 64,
+        ..Tuning::default()
+    })
+}
+
+fn value(i: u64) -> Vec<u8> {
+    let len = (i * 7919 % 6000) as usize;
+    (0..len).map(|j| (i as usize + j) as u8).collect()
+}
+
+/// The writer. Runs only in the child process.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var("AMBER_CRASH_CHILD") else {
+        return;
+    };
+    let store = Store::open(config(&dir)).unwrap();
+    let mut o = store.open_object("crash").unwrap();
+    o.exec(
+        "CREATE TABLE IF NOT EXISTS t (i INTEGER PRIMARY KEY, body BLOB)",
+        &[],
+    )
+    .unwrap();
+    o.end_turn().unwrap().wait().unwrap();
+    let mut next = o
+        .exec("SELECT coalesce(max(i), 0) + 1 FROM t", &[])
+        .unwrap()
+        .one()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .as_i64()
+        .unwrap() as u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        // A few turns in flight, then wait for the last ticket: it covers
+        // the earlier ones too.
+        let batch = 1 + next % 4;
+        let mut ticket = None;
+        let mut ids = Vec::new();
+        for _ in 0..batch {
+            let i = next;
+            next += 1;
+            let v = value(i);
+            o.put(&format!("k{i}"), &v).unwrap();
+            o.exec(
+                "INSERT INTO t (i, body) VALUES (?1, ?2)",
+                &[ValueRef::Integer(i as i64), ValueRef::Blob(&v)],
+            )
+            .unwrap();
+            if i % 5 == 0 {
+                // A rolled-back transaction must leave no trace.
+                let _: Result<(), Error> = o.transaction(|tx| {
+                    tx.put(&format!("ghost{i}"), b"x")?;
+                    tx.exec(
+                        "INSERT INTO t (i) VALUES (?1)",
+                        &[ValueRef::Integer(-(i as i64))],
+                    )?;
+                    Err(Error::new(ErrorKind::InvalidInput, "roll back"))
+                });
+            }
+            if i % 7 == 0 {
+                o.delete(&format!("k{}", i - 3)).unwrap();
+                o.put(&format!("k{}", i - 3), &value(i - 3)).unwrap();
+            }
+            ids.push(i);
+            ticket = Some(o.end_turn().unwrap());
+        }
+        ticket.unwrap().wait().unwrap();
+        for i in ids {
+            writeln!(out, "{i}").unwrap();
+        }
+        out.flush().unwrap();
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_turn() {
+    if std::env::var("AMBER_CRASH_CHILD").is_ok() {
+        return;
+    }
+    let rounds: usize = std::env::var("AMBER_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let seed: u64 = std::env::var("AMBER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rng = Rng(seed | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_s = dir.path().to_str().unwrap().to_owned();
+    let mut acked_total: Vec<u64> = Vec::new();
+    for round in 0..rounds {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("AMBER_CRASH_CHILD", &dir_s)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let reader = {
+            let acked = acked.clone();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(i) = line.trim().parse::<u64>() {
+                        acked.lock().unwrap().push(i);
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20 + rng.next() % 150));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acked_total.extend(acked.lock().unwrap().iter().copied());
+
+        let store = Store::open(config(&dir_s)).unwrap();
+        let mut o = store.open_object("crash").unwrap();
+        o.integrity_check()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let rows: Vec<(i64, Vec<u8>)> = o
+            .exec("SELECT i, body FROM t ORDER BY i", &[])
+            .map(|c| c.to_vec().unwrap())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get(0).unwrap().as_i64().unwrap(),
+                    r.get(1).unwrap().as_blob().unwrap_or_default().to_vec(),
+                )
+            })
+            .collect();
+        assert!(
+            rows.iter().all(|(i, _)| *i > 0),
+            "round {round}: a rolled-back row survived"
+        );
+        // Every committed turn is complete: row i exists iff key k{i} does.
+        for (i, body) in &rows {
+            assert_eq!(body, &value(*i as u64), "round {round}: row {i}");
+            let kv = o.get(&format!("k{i}")).unwrap();
+            assert_eq!(
+                kv.as_deref(),
+                Some(&value(*i as u64)[..]),
+                "round {round}: key k{i}"
+            );
+        }
+        // Rows are contiguous: commits land in order, none skipped.
+        for (n, (i, _)) in rows.iter().enumerate() {
+            assert_eq!(*i, n as i64 + 1, "round {round}: gap before row {i}");
+        }
+        let max = rows.last().map_or(0, |r| r.0 as u64);
+        for a in &acked_total {
+            assert!(
+                *a <= max,
+                "round {round}: acknowledged turn {a} lost (max {max})"
+            );
+        }
+        assert!(o
+            .list(&amber::ListOptions::prefix("ghost"))
+            .unwrap()
+            .is_empty());
+    }
+    assert!(
+        !acked_total.is_empty(),
+        "the writer never acknowledged anything"
+    );
+    eprintln!(
+        "{rounds} rounds, {} acknowledged turns checked",
+        acked_total.len()
+    );
+}

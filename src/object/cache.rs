@@ -52,8 +52,9 @@ impl KvCache {
             self.remove_clean(&key);
             return;
         }
-        if let Some(old) = self.clean.put(key.clone(), value) {
-            self.clean_bytes -= cost(&key, &old);
+        let klen = key.len();
+        if let Some(old) = self.clean.put(key, value) {
+            self.clean_bytes -= klen + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         }
         self.clean_bytes += c;
         while self.clean_bytes > self.budget {

@@ -263,17 +263,8 @@ impl Object {
             let mut del = conn.prepare_cached(schema::KV_DELETE)?;
             for (key, entry) in &dirty {
                 match &entry.value {
-                    Some(v) => {
-                        put.bind(1, ValueRef::Text(key))?;
-                        put.bind(2, ValueRef::Blob(v))?;
-                        put.run()?;
-                        put.reset();
-                    }
-                    None => {
-                        del.bind(1, ValueRef::Text(key))?;
-                        del.run()?;
-                        del.reset();
-                    }
+                    Some(v) => put.run_borrowed(&[ValueRef::Text(key), ValueRef::Blob(v)])?,
+                    None => del.run_borrowed(&[ValueRef::Text(key)])?,
                 }
             }
             Ok(())

@@ -6,8 +6,8 @@ use super::{Object, Turn};
 use crate::durability::Watermark;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sqlite::{
-    is_trivia, leading_keyword, Connection, Denial, RawStatement, SqliteError, Statement, Value,
-    ValueRef,
+    is_trivia, leading_keyword, CacheKind, Connection, Denial, SqliteError, Statement,
+    StatementParts, Value, ValueRef,
 };
 
 /// One result row. Columns are addressed by position or by name.
@@ -172,6 +172,13 @@ fn check_statement(sql: &str, reserved_prefix: &str) -> Result<()> {
     Ok(())
 }
 
+fn is_ddl(sql: &str) -> bool {
+    let kw = leading_keyword(sql);
+    ["create", "drop", "alter"]
+        .iter()
+        .any(|k| kw.eq_ignore_ascii_case(k))
+}
+
 fn begin(conn: &Connection, turn: &mut Turn) -> Result<()> {
     if !turn.open {
         conn.internal(|| conn.prepare_cached(super::schema::BEGIN)?.run())
@@ -206,19 +213,24 @@ impl Object {
         let mut used = 0usize;
         let mut rest = sql;
         let mut cached = conn.cached_user(sql).map(Statement::into_parts);
+        let mut ddl = false;
         // The last statement, detached from this loop's borrow so the cursor
         // can take the object's borrow once nothing else can fail.
-        let last: Option<(RawStatement, Option<String>, bool)>;
+        let last: Option<(StatementParts, bool)>;
         loop {
             let (mut st, tail_len) = match cached.take() {
-                Some((raw, key)) => (Statement::new(conn, raw, key), 0),
+                Some(parts) => (Statement::from_parts(conn, parts), 0),
                 None => match conn.prepare_next(rest, false) {
                     Ok((Some(mut st), consumed)) => {
                         let tail = &rest[consumed..];
-                        check_statement(&st.sql(), conn.reserved_prefix())?;
+                        let text = st.sql();
+                        check_statement(&text, conn.reserved_prefix())?;
+                        ddl |= is_ddl(&text);
                         let tail_len = tail.len();
-                        if rest.len() == sql.len() && is_trivia(tail) {
-                            st.set_cache_key(Connection::user_cache_key(sql));
+                        // DDL is not cached: it runs once, and it is what
+                        // invalidates the cache.
+                        if rest.len() == sql.len() && is_trivia(tail) && !is_ddl(&text) {
+                            st.set_cache_slot(CacheKind::User, sql.to_owned());
                         }
                         rest = tail;
                         (st, tail_len)
@@ -256,8 +268,10 @@ impl Object {
                 }
             };
             if is_last {
-                let (raw, key) = st.into_parts();
-                last = Some((raw, key, more));
+                // Column names are read before a schema change can clear
+                // the cache (they are cached with the statement).
+                st.columns();
+                last = Some((st.into_parts(), more));
                 break;
             }
             // Not the last statement: run it to the end.
@@ -280,12 +294,16 @@ impl Object {
                 params.len()
             )));
         }
-        let (stmt, pending) = match last {
-            Some((raw, key, pending)) => (Some(Statement::new(&self.conn, raw, key)), pending),
+        if ddl {
+            // Column names of cached statements may have changed.
+            self.conn.clear_cache();
+        }
+        let (mut stmt, pending) = match last {
+            Some((parts, pending)) => (Some(Statement::from_parts(&self.conn, parts)), pending),
             None => (None, false),
         };
-        let columns: Arc<[String]> = match &stmt {
-            Some(st) => Arc::from(st.column_names()),
+        let columns: Arc<[String]> = match &mut stmt {
+            Some(st) => st.columns(),
             None => Arc::from(Vec::new()),
         };
         Ok(Cursor {

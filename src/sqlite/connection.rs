@@ -1,7 +1,6 @@
 //! The owner of one `sqlite3*` handle.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::ptr::{self, NonNull};
@@ -10,11 +9,7 @@ use libsqlite3_sys as ffi;
 
 use super::authorizer::{authorize, AuthState, Denial};
 use super::error::SqliteError;
-use super::statement::{RawStatement, Statement};
-
-/// Statements kept prepared per connection. Internal SQL is a handful of
-/// literals; the rest is room for the user's hot queries.
-const STATEMENT_CACHE_CAPACITY: usize = 64;
+use super::statement::{CacheEntry, CacheKind, RawStatement, Statement, StatementCache};
 
 /// A SQLite limit, named for `Connection::set_limit`.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +47,7 @@ pub struct Connection {
     db: NonNull<ffi::sqlite3>,
     auth: Box<AuthState>,
     wal: Box<WalState>,
-    cache: RefCell<HashMap<String, (RawStatement, u64)>>,
-    cache_clock: Cell<u64>,
+    cache: RefCell<StatementCache>,
 }
 
 // SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX (multi-thread mode),
@@ -91,8 +85,7 @@ impl Connection {
             db,
             auth: Box::new(AuthState::new(reserved_prefix, pragmas)),
             wal: Box::default(),
-            cache: RefCell::new(HashMap::new()),
-            cache_clock: Cell::new(0),
+            cache: RefCell::new(StatementCache::default()),
         };
         if rc != ffi::SQLITE_OK {
             return Err(conn.last_error(rc));
@@ -242,40 +235,27 @@ impl Connection {
             (unsafe { tail.offset_from(sql.as_ptr().cast()) }) as usize
         };
         // SAFETY: a non-null statement from a successful prepare is ours.
-        let st = NonNull::new(stmt)
-            .map(|p| Statement::new(self, unsafe { RawStatement::from_raw(p) }, None));
+        let st =
+            NonNull::new(stmt).map(|p| Statement::new(self, unsafe { RawStatement::from_raw(p) }));
         Ok((st, consumed.min(sql.len())))
     }
 
-    /// The cache key of a user statement. User keys start with NUL and
-    /// internal ones never do, so user SQL can never pick up one of amber's
-    /// own statements, which were prepared with the authorizer lifted.
-    pub(crate) fn user_cache_key(sql: &str) -> String {
-        let mut k = String::with_capacity(sql.len() + 1);
-        k.push('\0');
-        k.push_str(sql);
-        k
-    }
-
     /// A cached user statement for exactly this SQL, if one is kept.
+    /// User statements live in their own map: amber's internal ones were
+    /// prepared with the authorizer lifted and must never be handed out for
+    /// user SQL.
     pub(crate) fn cached_user<'c>(&'c self, sql: &str) -> Option<Statement<'c>> {
-        let mut cache = self.cache.borrow_mut();
-        if cache.is_empty() {
-            return None;
-        }
-        let key = Self::user_cache_key(sql);
-        let (raw, _) = cache.remove(&key)?;
-        Some(Statement::new(self, raw, Some(key)))
+        let (key, entry) = self.cache.borrow_mut().user.remove_entry(sql)?;
+        Some(Statement::from_cache(self, CacheKind::User, key, entry))
     }
 
-    /// Prepares a single statement, reusing a cached one when possible.
+    /// Prepares one of amber's own single statements, reusing a cached one.
     pub(crate) fn prepare_cached<'c>(&'c self, sql: &str) -> Result<Statement<'c>, SqliteError> {
-        debug_assert!(!sql.starts_with('\0'));
-        if let Some((raw, _)) = self.cache.borrow_mut().remove(sql) {
-            return Ok(Statement::new(self, raw, Some(sql.to_owned())));
+        if let Some((key, entry)) = self.cache.borrow_mut().internal.remove_entry(sql) {
+            return Ok(Statement::from_cache(self, CacheKind::Internal, key, entry));
         }
         let (st, consumed) = self.prepare_next(sql, true)?;
-        let Some(st) = st else {
+        let Some(mut st) = st else {
             return Err(SqliteError::new(ffi::SQLITE_MISUSE, "empty statement"));
         };
         if !sql[consumed..].trim().is_empty() {
@@ -284,31 +264,19 @@ impl Connection {
                 "prepare_cached takes exactly one statement",
             ));
         }
-        let mut st = st;
-        st.set_cache_key(sql.to_owned());
+        st.set_cache_slot(CacheKind::Internal, sql.to_owned());
         Ok(st)
     }
 
-    pub(crate) fn return_to_cache(&self, key: String, raw: RawStatement) {
-        raw.reset();
-        let mut cache = self.cache.borrow_mut();
-        let tick = self.cache_clock.get() + 1;
-        self.cache_clock.set(tick);
-        if cache.len() >= STATEMENT_CACHE_CAPACITY {
-            if let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            {
-                cache.remove(&oldest);
-            }
-        }
-        cache.insert(key, (raw, tick));
+    pub(crate) fn return_to_cache(&self, kind: CacheKind, key: String, entry: CacheEntry) {
+        entry.raw.reset();
+        self.cache.borrow_mut().put(kind, key, entry);
     }
 
-    /// Drops every cached statement (after a schema wipe, for example).
+    /// Drops every cached user statement: after DDL, whose column names
+    /// may have changed, or after a schema wipe.
     pub fn clear_cache(&self) {
-        self.cache.borrow_mut().clear();
+        self.cache.borrow_mut().user.clear();
     }
 
     /// Runs every statement in `sql` as amber's own (authorizer lifted).
@@ -381,7 +349,9 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Statements first: close refuses while any are unfinalized.
-        self.cache.get_mut().clear();
+        let cache = self.cache.get_mut();
+        cache.user.clear();
+        cache.internal.clear();
         // SAFETY: we own the handle; every Statement borrowed it and is gone.
         // Hooks are unregistered before their state boxes are freed.
         unsafe {

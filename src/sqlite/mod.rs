@@ -12,8 +12,8 @@ pub(crate) use authorizer::{is_trivia, leading_keyword};
 pub use authorizer::{Denial, DEFAULT_PRAGMAS};
 pub use connection::{Connection, Limit};
 pub use error::SqliteError;
-pub(crate) use statement::RawStatement;
 pub use statement::Statement;
+pub(crate) use statement::{CacheKind, StatementParts};
 pub use value::{Value, ValueRef};
 
 /// The version of the bundled SQLite library.

@@ -2,8 +2,10 @@
 //! it in `Drop`; `Statement<'conn>` borrows the connection it came from, so a
 //! statement can never outlive its database handle.
 
+use std::collections::HashMap;
 use std::ffi::{c_int, CStr};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use libsqlite3_sys as ffi;
 
@@ -47,25 +49,84 @@ impl Drop for RawStatement {
     }
 }
 
+/// Statements kept prepared per connection for user SQL. Internal SQL is
+/// a fixed set of literals and is not counted.
+const USER_CACHE_CAPACITY: usize = 64;
+
+/// Which map of the cache a statement belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CacheKind {
+    Internal,
+    User,
+}
+
+/// A cached statement and what was learned about it.
+pub(crate) struct CacheEntry {
+    pub(crate) raw: RawStatement,
+    tick: u64,
+    columns: Option<Arc<[String]>>,
+}
+
+/// Prepared statements by SQL text, in two maps so user SQL can never get
+/// hold of an internal statement.
+#[derive(Default)]
+pub(crate) struct StatementCache {
+    pub(crate) internal: HashMap<String, CacheEntry>,
+    pub(crate) user: HashMap<String, CacheEntry>,
+    clock: u64,
+}
+
+impl StatementCache {
+    pub(crate) fn put(&mut self, kind: CacheKind, key: String, mut entry: CacheEntry) {
+        self.clock += 1;
+        entry.tick = self.clock;
+        let map = match kind {
+            CacheKind::Internal => &mut self.internal,
+            CacheKind::User => &mut self.user,
+        };
+        if kind == CacheKind::User && map.len() >= USER_CACHE_CAPACITY {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, e)| e.tick)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
+        map.insert(key, entry);
+    }
+}
+
 /// A prepared statement borrowed from a connection.
 pub struct Statement<'conn> {
     conn: &'conn Connection,
     raw: Option<RawStatement>,
-    /// Set when the statement came from the connection's cache and goes back
-    /// to it on drop.
-    cache_key: Option<String>,
+    /// Set when the statement goes back to the connection's cache on drop.
+    slot: Option<(CacheKind, String)>,
+    columns: Option<Arc<[String]>>,
 }
 
 impl<'conn> Statement<'conn> {
-    pub(crate) fn new(
-        conn: &'conn Connection,
-        raw: RawStatement,
-        cache_key: Option<String>,
-    ) -> Self {
+    pub(crate) fn new(conn: &'conn Connection, raw: RawStatement) -> Self {
         Statement {
             conn,
             raw: Some(raw),
-            cache_key,
+            slot: None,
+            columns: None,
+        }
+    }
+
+    pub(crate) fn from_cache(
+        conn: &'conn Connection,
+        kind: CacheKind,
+        key: String,
+        entry: CacheEntry,
+    ) -> Self {
+        Statement {
+            conn,
+            raw: Some(entry.raw),
+            slot: Some((kind, key)),
+            columns: entry.columns,
         }
     }
 
@@ -76,15 +137,88 @@ impl<'conn> Statement<'conn> {
             .as_ptr()
     }
 
-    /// Detaches the raw statement (and its cache key) from the borrow, so it
-    /// can be re-wrapped under a different borrow of the same connection.
-    pub(crate) fn into_parts(mut self) -> (RawStatement, Option<String>) {
-        let raw = self.raw.take().expect("statement is live until drop");
-        (raw, self.cache_key.take())
+    /// Detaches the statement from this borrow of its connection, so it
+    /// can be re-wrapped (with `from_parts`) under another borrow of the
+    /// same connection.
+    pub(crate) fn into_parts(mut self) -> StatementParts {
+        StatementParts {
+            raw: self.raw.take().expect("statement is live until drop"),
+            slot: self.slot.take(),
+            columns: self.columns.take(),
+        }
     }
 
-    pub(crate) fn set_cache_key(&mut self, key: String) {
-        self.cache_key = Some(key);
+    /// # Panics
+    /// Never; but `parts` must come from a statement of this same
+    /// connection, which the crate guarantees by construction.
+    pub(crate) fn from_parts(conn: &'conn Connection, parts: StatementParts) -> Self {
+        Statement {
+            conn,
+            raw: Some(parts.raw),
+            slot: parts.slot,
+            columns: parts.columns,
+        }
+    }
+
+    pub(crate) fn set_cache_slot(&mut self, kind: CacheKind, key: String) {
+        self.slot = Some((kind, key));
+    }
+
+    /// Column names, computed once per prepared statement.
+    pub fn columns(&mut self) -> Arc<[String]> {
+        if let Some(c) = &self.columns {
+            return c.clone();
+        }
+        let c: Arc<[String]> = Arc::from(self.column_names());
+        self.columns = Some(c.clone());
+        c
+    }
+
+    /// Binds `params`, steps to the end, and clears the bindings, without
+    /// copying text or blobs: SQLite reads them in place, and they are
+    /// borrowed for the whole call.
+    pub(crate) fn run_borrowed(&mut self, params: &[ValueRef<'_>]) -> Result<(), SqliteError> {
+        let p = self.ptr();
+        let mut result = Ok(());
+        for (i, v) in params.iter().enumerate() {
+            let i = (i + 1) as c_int;
+            // SAFETY: live statement. SQLITE_STATIC (None) makes SQLite
+            // use the caller's buffer until the parameter is rebound or
+            // cleared; `clear_bindings` below runs before this function
+            // returns, while `params` is still borrowed.
+            let rc = unsafe {
+                match *v {
+                    ValueRef::Null => ffi::sqlite3_bind_null(p, i),
+                    ValueRef::Integer(x) => ffi::sqlite3_bind_int64(p, i, x),
+                    ValueRef::Real(x) => ffi::sqlite3_bind_double(p, i, x),
+                    ValueRef::Text(s) => ffi::sqlite3_bind_text64(
+                        p,
+                        i,
+                        s.as_ptr().cast(),
+                        s.len() as u64,
+                        None,
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    ValueRef::Blob(b) => {
+                        ffi::sqlite3_bind_blob64(p, i, b.as_ptr().cast(), b.len() as u64, None)
+                    }
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                result = Err(self.conn.last_error(rc));
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = self.run();
+        }
+        // SAFETY: live statement; after this no pointer into `params` is
+        // retained by SQLite.
+        unsafe {
+            ffi::sqlite3_reset(p);
+            ffi::sqlite3_clear_bindings(p);
+        }
+        result
     }
 
     /// The SQL text of this statement.
@@ -276,11 +410,26 @@ impl<'conn> Statement<'conn> {
     }
 }
 
+/// A statement detached from its borrow; see `Statement::into_parts`.
+pub(crate) struct StatementParts {
+    raw: RawStatement,
+    slot: Option<(CacheKind, String)>,
+    columns: Option<Arc<[String]>>,
+}
+
 impl Drop for Statement<'_> {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            match self.cache_key.take() {
-                Some(key) => self.conn.return_to_cache(key, raw),
+            match self.slot.take() {
+                Some((kind, key)) => self.conn.return_to_cache(
+                    kind,
+                    key,
+                    CacheEntry {
+                        raw,
+                        tick: 0,
+                        columns: self.columns.take(),
+                    },
+                ),
                 None => drop(raw),
             }
         }

@@ -74,7 +74,7 @@ impl Default for Tuning {
             kv_cache_bytes: 1 << 20,
             checkpoint_pages: 1000,
             auto_vacuum_full: false,
-            vacuum_free_pages: 256,
+            vacuum_free_pages: 64,
         }
     }
 }

@@ -252,7 +252,7 @@ fn parse_param(p: &str) -> Result<Value, Error> {
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>, Error> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("`{s}` is not hex"),

@@ -119,7 +119,7 @@ impl Store {
                 out.push(ObjectInfo { id, name });
             }
         }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.sort_by_key(|o| o.id);
         Ok(out)
     }
 }

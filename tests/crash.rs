@@ -66,7 +66,7 @@ fn crash_child_writer() {
                 &[ValueRef::Integer(i as i64), ValueRef::Blob(&v)],
             )
             .unwrap();
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 // A rolled-back transaction must leave no trace.
                 let _: Result<(), Error> = o.transaction(|tx| {
                     tx.put(&format!("ghost{i}"), b"x")?;
@@ -77,7 +77,7 @@ fn crash_child_writer() {
                     Err(Error::new(ErrorKind::InvalidInput, "roll back"))
                 });
             }
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 o.delete(&format!("k{}", i - 3)).unwrap();
                 o.put(&format!("k{}", i - 3), &value(i - 3)).unwrap();
             }

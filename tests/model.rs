@@ -85,7 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)";
 
-fn apply_model(st: &mut State, committed: &State, op: &Op) {
+fn apply_model(st: &mut State, op: &Op) {
     match op {
         Op::Put(k, v) => {
             st.kv.insert(k.clone(), v.clone());
@@ -110,7 +110,7 @@ fn apply_model(st: &mut State, committed: &State, op: &Op) {
         Op::Txn(ops, ok) => {
             let before = st.clone();
             for o in ops {
-                apply_model(st, committed, o);
+                apply_model(st, o);
             }
             if !ok {
                 *st = before;
@@ -249,7 +249,7 @@ fn drive(
                             Op::EndTurn | Op::Reopen | Op::Txn(..) => {}
                             _ => {
                                 run(tx, cur, i)?;
-                                apply_model(cur, committed, i);
+                                apply_model(cur, i);
                             }
                         }
                     }
@@ -267,7 +267,7 @@ fn drive(
             }
             other => {
                 run(o.as_mut().unwrap(), cur, other).unwrap();
-                apply_model(cur, committed, other);
+                apply_model(cur, other);
             }
         }
     }

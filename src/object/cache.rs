@@ -71,8 +71,9 @@ impl KvCache {
         }
     }
 
+    /// Records a write. A clean entry for the key may stay behind: the
+    /// dirty one shadows it, and the flush replaces it.
     pub(crate) fn write(&mut self, key: String, value: Option<Vec<u8>>, no_cache: bool) {
-        self.remove_clean(&key);
         self.dirty.insert(key, DirtyEntry { value, no_cache });
     }
 

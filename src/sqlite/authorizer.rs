@@ -165,7 +165,7 @@ impl AuthState {
             | ffi::SQLITE_DROP_TEMP_VIEW => Some(Denial::Temp),
             ffi::SQLITE_PRAGMA => {
                 let name = a1.unwrap_or_default().to_ascii_lowercase();
-                if !self.pragmas.iter().any(|p| *p == name) {
+                if !self.pragmas.contains(&name) {
                     return Some(Denial::Pragma(name));
                 }
                 if NAME_PRAGMAS.contains(&name.as_str()) {

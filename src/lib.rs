@@ -25,6 +25,7 @@ mod error;
 mod fsutil;
 mod id;
 mod object;
+pub mod pitr;
 pub mod sqlite;
 mod store;
 

@@ -1,0 +1,31 @@
+//! Point-in-time recovery: the formats and bucket layout that log shipping,
+//! snapshots and restore are built on.
+//!
+//! - [`segment`]: the WAL pages of a run of commits, one record per commit.
+//! - [`snapshot`]: a whole database image at one commit.
+//! - [`keys`]: where segments and snapshots live in the bucket, and
+//!   bookmarks.
+//! - [`bucket`]: an `object_store` backend chosen from a URL.
+//!
+//! `docs/format.md` documents every byte and the reasons for the choices.
+
+pub mod bucket;
+mod codec;
+pub mod keys;
+pub mod segment;
+pub mod snapshot;
+
+pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
+pub use codec::{
+    Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
+    MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+};
+pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};
+pub use segment::{
+    decode_segment, decode_segment_with, encode_segment, read_segment_header, CommitInfo, Record,
+    RecordMeta, Segment, SegmentHeader, SegmentReader, SegmentWriter,
+};
+pub use snapshot::{
+    decode_snapshot, decode_snapshot_with, encode_snapshot, read_snapshot_header, Snapshot,
+    SnapshotChunk, SnapshotHeader, SnapshotOptions, SnapshotReader, SnapshotWriter,
+};

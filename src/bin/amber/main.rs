@@ -1,0 +1,150 @@
+//! The `amber` command line: inspect and change objects in a data
+//! directory. Every writing command waits for its commit's ticket before
+//! it exits, and reports the commit's sequence number.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use amber::{Config, Error, ErrorKind, Store, Value};
+
+mod kv;
+mod output;
+
+use clap::{Parser, Subcommand};
+use output::{io, parse_param, print_table, to_json};
+
+#[derive(Parser)]
+#[command(name = "amber", version, about = "Per-object transactional storage")]
+struct Cli {
+    /// Data directory of the store.
+    #[arg(long, global = true, default_value = "./amber-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run SQL against an object. PARAMs bind to ?1, ?2, ...: `null`, an
+    /// integer or a real is taken as such, anything else as text; force a
+    /// type with `i:`, `f:`, `s:` or `x:` (hex blob).
+    Sql {
+        object: String,
+        sql: String,
+        params: Vec<String>,
+        /// Print rows as JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Key-value operations.
+    Kv {
+        #[command(subcommand)]
+        op: KvCmd,
+    },
+    /// List the store's objects.
+    Objects,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KvCmd {
+    /// Print a key's value (UTF-8, or hex with --hex).
+    Get {
+        object: String,
+        key: String,
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Set a key to a value (UTF-8, or hex with --hex).
+    Put {
+        object: String,
+        key: String,
+        value: String,
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Delete a key.
+    Delete { object: String, key: String },
+    /// List keys in order.
+    List {
+        object: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        start_after: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        reverse: bool,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        hex: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("amber: error ({:?}): {e}", e.kind());
+            ExitCode::from(match e.kind() {
+                ErrorKind::InvalidInput | ErrorKind::NotAllowed | ErrorKind::LimitExceeded => 2,
+                ErrorKind::Locked => 3,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let store = Store::open(Config::new(&cli.data))?;
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Sql {
+            object,
+            sql,
+            params,
+            json,
+        } => {
+            let params: Vec<Value> = params
+                .iter()
+                .map(|p| parse_param(p))
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<_> = params.iter().map(Into::into).collect();
+            let mut obj = store.open_object(&object)?;
+            let before = obj.seq();
+            let (columns, rows) = {
+                let cursor = obj.exec(&sql, &refs)?;
+                let columns = cursor.columns().to_vec();
+                (columns, cursor.to_vec()?)
+            };
+            let seq = obj.end_turn()?.wait()?;
+            if json {
+                for r in &rows {
+                    let mut m = serde_json::Map::new();
+                    for (c, v) in columns.iter().zip(r.values()) {
+                        m.insert(c.clone(), to_json(v));
+                    }
+                    writeln!(out, "{}", serde_json::Value::Object(m)).map_err(io)?;
+                }
+            } else if !columns.is_empty() {
+                print_table(&mut out, &columns, &rows)?;
+            }
+            if obj.seq() != before {
+                eprintln!("committed seq {seq}");
+            }
+            obj.close()?;
+        }
+        Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
+        Cmd::Objects => {
+            for o in store.list_objects()? {
+                writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}

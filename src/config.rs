@@ -13,6 +13,73 @@ pub enum DurabilityLevel {
     /// The commit's WAL frames are fsync'd on local disk.
     #[default]
     Local,
+    /// The commit, and every commit before it, is in the bucket.
+    Remote,
+}
+
+/// Where committed transactions are shipped for point-in-time recovery.
+#[derive(Clone, Default)]
+pub enum BucketConfig {
+    /// No log shipping: no PITR, and `DurabilityLevel::Remote` is refused.
+    Disabled,
+    /// The embedded default: `file://<data_dir>/bucket`.
+    #[default]
+    Default,
+    /// A bucket URL: `file:///path`, `memory://`, `s3://bucket/prefix?...`.
+    Url(String),
+    /// A bucket built by the caller (to share a `memory://` store between
+    /// stores, or to wrap one in a decorator).
+    Bucket(crate::pitr::Bucket),
+}
+
+impl std::fmt::Debug for BucketConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BucketConfig::Disabled => f.write_str("Disabled"),
+            BucketConfig::Default => f.write_str("Default"),
+            BucketConfig::Url(u) => match crate::pitr::BucketUrl::parse(u) {
+                Ok(p) => write!(f, "Url({p})"),
+                Err(_) => f.write_str("Url(<invalid>)"),
+            },
+            BucketConfig::Bucket(b) => write!(f, "{b:?}"),
+        }
+    }
+}
+
+/// Log shipping and retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PitrConfig {
+    /// How long a shipper waits for more commits before a PUT. Zero ships
+    /// as soon as the previous PUT of the object is done; commits that
+    /// arrive meanwhile join the next segment either way.
+    pub flush_interval: std::time::Duration,
+    /// A segment is cut once its pages reach this many bytes.
+    pub max_segment_bytes: usize,
+    /// PUTs in flight across all objects of the store.
+    pub max_concurrent_uploads: usize,
+    /// Attempts per PUT before the object is broken (its commits stay in
+    /// the local WAL and are shipped on reopen).
+    pub upload_attempts: u32,
+    /// First retry delay; doubles per attempt, capped at 5 s.
+    pub retry_base: std::time::Duration,
+    /// How far back a restore may go.
+    pub retention: std::time::Duration,
+    /// Least time between two snapshots of an object.
+    pub snapshot_min_interval: std::time::Duration,
+}
+
+impl Default for PitrConfig {
+    fn default() -> Self {
+        PitrConfig {
+            flush_interval: std::time::Duration::ZERO,
+            max_segment_bytes: 16 << 20,
+            max_concurrent_uploads: 16,
+            upload_attempts: 8,
+            retry_base: std::time::Duration::from_millis(50),
+            retention: std::time::Duration::from_secs(30 * 24 * 3600),
+            snapshot_min_interval: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Size limits, enforced per object.
@@ -85,6 +152,8 @@ impl Default for Tuning {
 pub struct Config {
     pub data_dir: PathBuf,
     pub durability: DurabilityLevel,
+    pub bucket: BucketConfig,
+    pub pitr: PitrConfig,
     pub limits: Limits,
     pub tuning: Tuning,
     /// Threads that fsync WAL files. Several run at once so that commits of
@@ -100,12 +169,24 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             durability: DurabilityLevel::Local,
+            bucket: BucketConfig::Default,
+            pitr: PitrConfig::default(),
             limits: Limits::default(),
             tuning: Tuning::default(),
             sync_threads: 4,
             allowed_pragmas: DEFAULT_PRAGMAS.iter().map(|s| s.to_string()).collect(),
             clock: Arc::new(SystemClock),
         }
+    }
+
+    pub fn with_bucket(mut self, bucket: BucketConfig) -> Self {
+        self.bucket = bucket;
+        self
+    }
+
+    pub fn with_durability(mut self, level: DurabilityLevel) -> Self {
+        self.durability = level;
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -135,6 +216,8 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
             .field("durability", &self.durability)
+            .field("bucket", &self.bucket)
+            .field("pitr", &self.pitr)
             .field("limits", &self.limits)
             .field("tuning", &self.tuning)
             .field("sync_threads", &self.sync_threads)

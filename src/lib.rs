@@ -30,7 +30,7 @@ pub mod sqlite;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Config, DurabilityLevel, Limits, Tuning};
+pub use config::{BucketConfig, Config, DurabilityLevel, Limits, PitrConfig, Tuning};
 pub use durability::Ticket;
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ObjectId, MAX_NAME_BYTES};

@@ -17,12 +17,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
+use crate::config::{BucketConfig, Config, DurabilityLevel};
 use crate::durability::Syncer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::object::Object;
+use crate::pitr::ship::Shipper;
+use crate::pitr::Bucket;
 
 const KEY_FILE: &str = "store.key";
 const OBJECTS_DIR: &str = "objects";
@@ -38,6 +40,7 @@ pub(crate) struct StoreInner {
     key: [u8; 32],
     open: Mutex<HashSet<ObjectId>>,
     pub(crate) syncer: Syncer,
+    pub(crate) shipper: Option<Arc<Shipper>>,
 }
 
 /// An object as listed by `Store::list_objects`.
@@ -52,6 +55,28 @@ impl Store {
     pub fn open(config: Config) -> Result<Store> {
         fsutil::create_dir_durable(&config.data_dir.join(OBJECTS_DIR))?;
         let key = load_or_create_key(&config.data_dir)?;
+        let bucket = match &config.bucket {
+            BucketConfig::Disabled => None,
+            BucketConfig::Default => {
+                let dir = config.data_dir.join("bucket");
+                fsutil::create_dir_durable(&dir)?;
+                let abs = dir
+                    .canonicalize()
+                    .map_err(|e| Error::io(format!("resolve {}", dir.display()), e))?;
+                Some(Bucket::open(&format!("file://{}", abs.display()))?)
+            }
+            BucketConfig::Url(u) => Some(Bucket::open(u)?),
+            BucketConfig::Bucket(b) => Some(b.clone()),
+        };
+        if bucket.is_none() && config.durability == DurabilityLevel::Remote {
+            return Err(Error::invalid(
+                "durability level Remote needs a bucket; the bucket is disabled",
+            ));
+        }
+        let shipper = match bucket {
+            Some(b) => Some(Arc::new(Shipper::new(b, config.pitr.clone())?)),
+            None => None,
+        };
         let syncer = Syncer::start(config.sync_threads);
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -59,6 +84,7 @@ impl Store {
                 key,
                 open: Mutex::new(HashSet::new()),
                 syncer,
+                shipper,
             }),
         })
     }

@@ -157,8 +157,9 @@ fn kill_9_loses_no_acknowledged_turn() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         let rows: Vec<(i64, Vec<u8>)> = o
             .exec("SELECT i, body FROM t ORDER BY i", &[])
-            .map(|c| c.to_vec().unwrap())
-            .unwrap_or_default()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+            .to_vec()
+            .unwrap()
             .into_iter()
             .map(|r| {
                 (

@@ -45,6 +45,25 @@ fn writes_happen_even_if_the_cursor_is_never_read() {
 }
 
 #[test]
+fn reading_a_cursor_never_runs_its_statement_twice() {
+    let (_d, s) = store();
+    let mut o = s.open_object("a").unwrap();
+    o.exec("CREATE TABLE t (x)", &[]).unwrap();
+    assert!(o
+        .exec("INSERT INTO t VALUES (1)", &[])
+        .unwrap()
+        .to_vec()
+        .unwrap()
+        .is_empty());
+    let none = o
+        .exec("INSERT INTO t SELECT 5 WHERE 0 RETURNING x", &[])
+        .unwrap();
+    assert!(none.to_vec().unwrap().is_empty());
+    let c = o.exec("SELECT count(*) FROM t", &[]).unwrap();
+    assert_eq!(c.one().unwrap().get(0), Some(&Value::Integer(1)));
+}
+
+#[test]
 fn cursor_counts_rows_read_and_written() {
     let (_d, s) = store();
     let mut o = s.open_object("a").unwrap();

@@ -66,8 +66,13 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         // Closing the channel lets each thread drain what is queued and exit.
         self.tx.take();
+        let me = std::thread::current().id();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            // The last store handle may be dropped by a callback running on
+            // a syncer thread; a thread cannot join itself.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -80,7 +85,7 @@ fn run(rx: Receiver<Arc<Watermark>>) {
             st.committed
         };
         match sync_one(&mark) {
-            Ok(()) => mark.advance(target),
+            Ok(()) => mark.advance_local(target),
             Err(e) => mark.fail(e),
         }
     }

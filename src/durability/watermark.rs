@@ -18,6 +18,10 @@ pub(crate) struct State {
     /// Highest sequence number durable at the store's level. Every commit
     /// at or below it is durable: the watermark is contiguous.
     pub(crate) durable: u64,
+    /// Highest sequence number fsync'd locally.
+    pub(crate) local: u64,
+    /// Highest sequence number in the bucket (contiguous).
+    pub(crate) remote: u64,
     /// Set once; after it, nothing above `durable` ever resolves.
     pub(crate) error: Option<Error>,
     /// True while this object sits in the syncer's queue.
@@ -29,6 +33,8 @@ pub(crate) struct State {
 /// Shared between an object, its tickets and the syncer.
 pub(crate) struct Watermark {
     state: Mutex<State>,
+    /// Tickets follow `remote` instead of `local`.
+    remote_level: bool,
     cond: Condvar,
     /// Fast check for a latched failure, read on every object call.
     failed: AtomicBool,
@@ -40,13 +46,22 @@ pub(crate) struct Watermark {
 }
 
 impl Watermark {
-    pub(crate) fn new(wal_path: PathBuf, dir_path: PathBuf, start_seq: u64) -> Self {
+    pub(crate) fn new(
+        wal_path: PathBuf,
+        dir_path: PathBuf,
+        start_seq: u64,
+        remote_seq: u64,
+        remote_level: bool,
+    ) -> Self {
         Watermark {
             state: Mutex::new(State {
                 committed: start_seq,
-                durable: start_seq,
+                durable: if remote_level { remote_seq } else { start_seq },
+                local: start_seq,
+                remote: remote_seq,
                 ..State::default()
             }),
+            remote_level,
             cond: Condvar::new(),
             failed: AtomicBool::new(false),
             wal_path,
@@ -74,9 +89,47 @@ impl Watermark {
         }
     }
 
-    /// Raises the durable watermark and wakes whoever it satisfies.
-    pub(crate) fn advance(&self, seq: u64) {
+    /// Records a successful local fsync up to `seq`.
+    pub(crate) fn advance_local(&self, seq: u64) {
         let mut st = self.lock();
+        st.local = st.local.max(seq);
+        if !self.remote_level {
+            self.raise(st, seq);
+        }
+    }
+
+    /// Records that every commit up to `seq` is in the bucket.
+    pub(crate) fn advance_remote(&self, seq: u64) {
+        let mut st = self.lock();
+        st.remote = st.remote.max(seq);
+        if self.remote_level {
+            self.raise(st, seq);
+        } else {
+            drop(st);
+            // Someone may wait in `wait_remote` to checkpoint.
+            self.cond.notify_all();
+        }
+    }
+
+    /// Waits until every commit up to `seq` is in the bucket; false on
+    /// timeout or failure.
+    pub(crate) fn wait_remote(&self, seq: u64, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if st.remote >= seq {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if st.error.is_some() || now >= deadline {
+                return false;
+            }
+            st = self.wait_timeout_on(st, deadline - now);
+        }
+    }
+
+    /// Raises the durable watermark and wakes whoever it satisfies.
+    fn raise(&self, mut st: MutexGuard<'_, State>, seq: u64) {
         if seq <= st.durable || st.error.is_some() {
             return;
         }

@@ -12,6 +12,7 @@ mod kv;
 pub(crate) mod schema;
 #[cfg(feature = "serde")]
 mod serde_kv;
+mod ship;
 mod sql;
 mod txn;
 
@@ -63,6 +64,9 @@ pub struct Object {
     /// Cached default alarm: `None` = not loaded.
     alarm: Option<Option<u64>>,
     savepoints: Vec<TouchSet>,
+    /// Log shipping, when the store has a bucket.
+    ship: Option<ship::ObjectShip>,
+    epoch: u64,
     _lock: File,
     _guard: OpenGuard,
 }
@@ -114,7 +118,41 @@ impl Object {
         if !name_path.exists() {
             fsutil::write_atomic(&name_path, name.as_bytes())?;
         }
-        let mark = Arc::new(Watermark::new(dir.join("db-wal"), dir.clone(), seq));
+        let epoch = ship::read_epoch(&conn)?;
+        let remote_level = store.config.durability == crate::config::DurabilityLevel::Remote;
+        let plan = match &store.shipper {
+            Some(sh) => Some(ship::ObjectShip::prepare(
+                sh,
+                id,
+                &dir,
+                seq,
+                time_ms,
+                epoch,
+                store.config.clock.now_ms(),
+            )?),
+            None => None,
+        };
+        let remote_seq = plan.as_ref().map_or(0, |p| p.shipped());
+        let mark = Arc::new(Watermark::new(
+            dir.join("db-wal"),
+            dir.clone(),
+            seq,
+            remote_seq,
+            remote_level,
+        ));
+        let ship = match (plan, &store.shipper) {
+            (Some(plan), Some(sh)) => Some(ship::ObjectShip::start(
+                sh.clone(),
+                id,
+                &dir,
+                &conn,
+                plan,
+                mark.clone(),
+                seq,
+                time_ms,
+            )?),
+            _ => None,
+        };
         Ok(Object {
             conn,
             mark,
@@ -129,6 +167,8 @@ impl Object {
             broken: None,
             alarm: None,
             savepoints: Vec::new(),
+            ship,
+            epoch,
             store,
             _lock: lock,
             _guard: guard,
@@ -151,6 +191,12 @@ impl Object {
     /// Sequence number of the last commit.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The last commit as a bookmark: (epoch, seq). Bookmarks sort
+    /// lexically in commit order.
+    pub fn current_bookmark(&self) -> crate::pitr::Bookmark {
+        crate::pitr::Bookmark::new(self.epoch, self.seq)
     }
 
     /// Commit time (ms since the epoch) of the last commit.
@@ -326,7 +372,11 @@ impl Object {
         }
         self.turn = Turn::default();
         self.store.syncer.committed(&self.mark, seq);
+        if let Some(ship) = &mut self.ship {
+            ship.capture(self.conn.wal_state().frames.get(), seq, now)?;
+        }
         self.maybe_checkpoint()?;
+        self.maybe_snapshot()?;
         Ok(Ticket::new(self.gate_seq, self.mark.clone()))
     }
 
@@ -348,8 +398,41 @@ impl Object {
     /// log shipping can later gate it on what is already shipped.
     fn maybe_checkpoint(&mut self) -> Result<()> {
         let frames = self.conn.wal_state().frames.get();
-        if frames >= self.store.config.tuning.checkpoint_pages {
+        if frames < self.store.config.tuning.checkpoint_pages {
+            return Ok(());
+        }
+        if self.ship.is_some() {
+            // Only frames already in the bucket may leave the WAL: the WAL
+            // is what ships them again after a crash. Under sustained load
+            // this is the writer's backpressure: it waits for the shipper.
+            if !self
+                .mark
+                .wait_remote(self.seq, std::time::Duration::from_secs(10))
+            {
+                return Ok(());
+            }
+        }
+        {
             self.conn.checkpoint_passive()?;
+            self.conn.wal_state().frames.set(0);
+        }
+        Ok(())
+    }
+
+    /// Takes a snapshot once the log since the last one outgrows the
+    /// database, everything is shipped, and the minimum interval passed.
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        let Some(ship) = &self.ship else {
+            return Ok(());
+        };
+        if ship.state.lock().log_bytes < 64 * 1024 || !ship.all_shipped(self.seq) {
+            return Ok(());
+        }
+        let pages = self.internal_query_i64(schema::PAGE_COUNT)? as u64;
+        let now = self.store.config.clock.now_ms();
+        let ship = self.ship.as_mut().expect("checked above");
+        if ship.snapshot_due(pages * 4096, now) {
+            ship.snapshot(&self.conn, &self.dir, self.seq, self.last_time_ms)?;
             self.conn.wal_state().frames.set(0);
         }
         Ok(())

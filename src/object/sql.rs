@@ -53,6 +53,8 @@ pub struct Cursor<'o> {
     columns: Arc<[String]>,
     /// The first step's row, not yet handed out.
     pending: bool,
+    /// The first step found no row.
+    exhausted: bool,
     rows_read: u64,
     earlier_scans: u64,
     changes_before: u64,
@@ -82,6 +84,10 @@ impl<'o> Cursor<'o> {
         let has_row = if self.pending {
             self.pending = false;
             true
+        } else if self.exhausted {
+            // The first step already returned SQLITE_DONE: stepping again
+            // would reset and re-run the statement.
+            false
         } else {
             match stmt.step() {
                 Ok(r) => r,
@@ -314,6 +320,7 @@ impl Object {
             in_txn: self.turn.open,
             columns,
             pending,
+            exhausted: !pending,
             rows_read,
             earlier_scans: scans,
             changes_before,

@@ -11,16 +11,22 @@
 
 pub mod bucket;
 mod codec;
+pub mod history;
 pub mod keys;
+pub mod restore;
 pub mod segment;
+pub(crate) mod ship;
 pub mod snapshot;
+pub(crate) mod wal;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
 pub use codec::{
     Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
     MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
+pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};
 pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};
+pub use restore::{restore_to_file, RestoreOptions, RestoreProgress, RestoreReport, RestoreTarget};
 pub use segment::{
     decode_segment, decode_segment_with, encode_segment, read_segment_header, CommitInfo, Record,
     RecordMeta, Segment, SegmentHeader, SegmentReader, SegmentWriter,

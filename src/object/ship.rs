@@ -1,0 +1,257 @@
+//! The object's side of log shipping: capture each commit's WAL frames
+//! right after it commits, queue them for the shipper, gate checkpoints on
+//! what is shipped, take snapshots, and on open ship whatever the local WAL
+//! holds that the bucket does not.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::schema;
+use crate::durability::Watermark;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ObjectId;
+use crate::pitr::history::{load_epoch, write_manifest, Manifest};
+use crate::pitr::ship::{read_hint, ShipInner, ShipState, Shipper, SnapshotJob};
+use crate::pitr::wal::{read_commits, WalCommit, WalCursor};
+use crate::pitr::{CommitInfo, Record};
+use crate::sqlite::Connection;
+
+pub(crate) const HINT_FILE: &str = "ship-hint";
+
+pub(crate) struct ObjectShip {
+    pub(crate) state: Arc<ShipState>,
+    pub(crate) shipper: Arc<Shipper>,
+    cursor: WalCursor,
+    wal: Option<File>,
+    wal_path: std::path::PathBuf,
+}
+
+fn record(seq: u64, time_ms: u64, c: WalCommit) -> Result<Record> {
+    let db = c.db_size_pages;
+    Ok(Record::with_pages(
+        CommitInfo {
+            seq,
+            commit_time_ms: time_ms,
+            db_size_pages: db,
+            page_size: c.page_size,
+        },
+        // A transaction that shrank the file may have touched pages past
+        // its final size; they are not part of the committed state.
+        c.pages.into_iter().filter(|(p, _)| *p <= db),
+    )?)
+}
+
+/// What `ObjectShip::prepare` found, before the watermark exists.
+pub(crate) struct ShipPlan {
+    inner: ShipInner,
+    backlog: Vec<Record>,
+    need_snapshot: bool,
+    cursor: WalCursor,
+    hint_path: std::path::PathBuf,
+}
+
+impl ShipPlan {
+    /// The remote watermark to start from.
+    pub(crate) fn shipped(&self) -> u64 {
+        self.inner.shipped
+    }
+}
+
+impl ObjectShip {
+    /// Works out what an object just opened at (`seq`, `time_ms`, `epoch`)
+    /// must ship: the local WAL's commits the bucket lacks, or a snapshot
+    /// when the epoch has no base or the two do not meet.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn prepare(
+        shipper: &Arc<Shipper>,
+        id: ObjectId,
+        dir: &Path,
+        seq: u64,
+        time_ms: u64,
+        epoch: u64,
+        now_ms: u64,
+    ) -> Result<ShipPlan> {
+        let hint_path = dir.join(HINT_FILE);
+        let inner = match read_hint(&hint_path).filter(|h| h.epoch == epoch) {
+            Some(h) => h,
+            None => {
+                // No trustworthy local record: ask the bucket (two LISTs).
+                let bucket = shipper.bucket.clone();
+                let ep = shipper.block_on(async move { load_epoch(&bucket, &id, epoch).await })?;
+                if ep.manifest.is_none() {
+                    let bucket = shipper.bucket.clone();
+                    let m = Manifest {
+                        epoch,
+                        parent: None,
+                        started_ms: now_ms,
+                    };
+                    shipper.block_on(async move { write_manifest(&bucket, &id, m).await })?;
+                }
+                let snap = ep.snapshots.iter().map(|s| s.seq).max();
+                ShipInner {
+                    epoch,
+                    shipped: ep.last_seq().unwrap_or(0),
+                    snapshot_seq: snap,
+                    log_bytes: ep
+                        .segments
+                        .iter()
+                        .filter(|s| snap.is_some_and(|n| s.first > n))
+                        .map(|s| s.size)
+                        .sum(),
+                    ..ShipInner::default()
+                }
+            }
+        };
+        let shipped = inner.shipped;
+        let has_base = inner.snapshot_seq.is_some();
+        let wal_path = dir.join("db-wal");
+        let mut cursor = WalCursor::default();
+        let commits = match File::open(&wal_path) {
+            Ok(f) => read_commits(&f, &mut cursor, None)
+                .map_err(|e| Error::io(format!("read {}", wal_path.display()), e))?,
+            Err(_) => Vec::new(),
+        };
+        // Every commit in the WAL bumped the sequence number by one, so the
+        // WAL holds commits seq-g+1 ..= seq.
+        let g = commits.len() as u64;
+        let first_in_wal = (seq + 1).saturating_sub(g);
+        let mut backlog = Vec::new();
+        if shipped > seq {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!(
+                    "the local database (commit {seq}) is behind the bucket (commit {shipped}) \
+                     in epoch {epoch}: restore it from the bucket (`amber restore --in-place`)"
+                ),
+            ));
+        }
+        let mut need_snapshot = !has_base;
+        if has_base && shipped < seq {
+            if shipped + 1 >= first_in_wal {
+                for (i, c) in commits.into_iter().enumerate() {
+                    let s = first_in_wal + i as u64;
+                    if s > shipped {
+                        backlog.push(record(s, time_ms, c)?);
+                    }
+                }
+            } else {
+                // The bucket and the WAL do not meet: bridge with a snapshot.
+                need_snapshot = true;
+            }
+        }
+        Ok(ShipPlan {
+            inner,
+            backlog,
+            need_snapshot,
+            cursor,
+            hint_path,
+        })
+    }
+
+    /// Starts shipping per `plan`, taking a snapshot now if it needs one.
+    pub(crate) fn start(
+        shipper: Arc<Shipper>,
+        id: ObjectId,
+        dir: &Path,
+        conn: &Connection,
+        plan: ShipPlan,
+        mark: Arc<Watermark>,
+        seq: u64,
+        time_ms: u64,
+    ) -> Result<ObjectShip> {
+        let state = ShipState::new(id, plan.inner, mark, plan.hint_path);
+        let mut ship = ObjectShip {
+            state,
+            shipper,
+            cursor: plan.cursor,
+            wal: None,
+            wal_path: dir.join("db-wal"),
+        };
+        if plan.need_snapshot {
+            ship.snapshot(conn, dir, seq, time_ms)?;
+        } else {
+            for r in plan.backlog {
+                ship.shipper.enqueue(&ship.state, r);
+            }
+        }
+        Ok(ship)
+    }
+
+    /// Captures the commit that just happened (`seq`), whose WAL now holds
+    /// `frames` frames, and queues it.
+    pub(crate) fn capture(&mut self, frames: u32, seq: u64, time_ms: u64) -> Result<()> {
+        if self.wal.is_none() {
+            let f = File::open(&self.wal_path)
+                .map_err(|e| Error::io(format!("open {}", self.wal_path.display()), e))?;
+            self.wal = Some(f);
+        }
+        let wal = self.wal.as_ref().expect("opened above");
+        let commits = read_commits(wal, &mut self.cursor, Some(frames as u64))
+            .map_err(|e| Error::io(format!("read {}", self.wal_path.display()), e))?;
+        let n = commits.len() as u64;
+        if n == 0 {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!("commit {seq} left no frames in the WAL to ship"),
+            ));
+        }
+        for (i, c) in commits.into_iter().enumerate() {
+            let s = seq + 1 - n + i as u64;
+            self.shipper.enqueue(&self.state, record(s, time_ms, c)?);
+        }
+        Ok(())
+    }
+
+    /// True when every commit up to `seq` is in the bucket, so the WAL may
+    /// be checkpointed.
+    pub(crate) fn all_shipped(&self, seq: u64) -> bool {
+        self.state.idle() && self.state.lock().shipped >= seq
+    }
+
+    /// Whether the log since the last snapshot has outgrown the database
+    /// (Cloudflare's rule), and the minimum interval has passed.
+    pub(crate) fn snapshot_due(&self, db_bytes: u64, now_ms: u64) -> bool {
+        let st = self.state.lock();
+        let min = self.shipper.cfg.snapshot_min_interval.as_millis() as u64;
+        st.log_bytes > db_bytes && now_ms.saturating_sub(st.last_snapshot_ms) >= min
+    }
+
+    /// Checkpoints everything into the database file (the caller made sure
+    /// it is all shipped or is about to be covered by this snapshot), then
+    /// queues the file's image as a snapshot at `seq`.
+    pub(crate) fn snapshot(
+        &mut self,
+        conn: &Connection,
+        dir: &Path,
+        seq: u64,
+        time_ms: u64,
+    ) -> Result<()> {
+        conn.checkpoint_truncate().map_err(Error::sqlite)?;
+        self.wal = None;
+        self.cursor = WalCursor::default();
+        let path = dir.join("db");
+        let image =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let page_size = 4096u32;
+        let commit = CommitInfo {
+            seq,
+            commit_time_ms: time_ms,
+            db_size_pages: (image.len() / page_size as usize) as u32,
+            page_size,
+        };
+        self.shipper
+            .enqueue_snapshot(&self.state, SnapshotJob { commit, image });
+        Ok(())
+    }
+}
+
+/// The epoch recorded in an object's database.
+pub(crate) fn read_epoch(conn: &Connection) -> Result<u64> {
+    conn.internal(|| {
+        let mut st = conn.prepare_cached(schema::META_READ)?;
+        st.step()?;
+        Ok(st.column_i64(4).max(0) as u64)
+    })
+    .map_err(Error::sqlite)
+}

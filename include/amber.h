@@ -636,8 +636,7 @@ AmberCode amber_object_begin_turn(struct AmberObject *obj);
  * and releases the thread binding of `amber_object_begin_turn`.
  *
  * `out_ticket` (may be NULL to discard it) receives a new ticket handle,
- * owned by the caller and freed with `amber_object_free`'s sibling
- * `amber_ticket_free`. The ticket resolves once this commit and every
+ * owned by the caller and freed with `amber_ticket_free`. The ticket resolves once this commit and every
  * earlier confirmed one is durable: hold the turn's outgoing messages
  * until then (the output gate). A turn that wrote nothing gets the ticket
  * of the last commit. A failed commit returns `AMBER_ERR_BROKEN`: the
@@ -647,7 +646,8 @@ AmberCode amber_object_begin_turn(struct AmberObject *obj);
  * `obj` is NULL or a live handle; `out_ticket` is NULL or valid for
  * writing one pointer.
  */
-AmberCode amber_object_end_turn(struct AmberObject *obj, struct AmberTicket **out_ticket);
+AmberCode amber_object_end_turn(struct AmberObject *obj,
+                                struct AmberTicket **out_ticket);
 
 /**
  * Like `amber_object_end_turn`, but the ticket also covers writes made

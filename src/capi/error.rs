@@ -71,7 +71,11 @@ pub const AMBER_ERR_INTERNAL: AmberCode = 115;
 /// Ownership: a static string owned by the library; never free it.
 #[no_mangle]
 pub extern "C" fn amber_code_name(code: AmberCode) -> *const c_char {
-    let name: &'static CStr = match code {
+    super::handle::guard(c"AMBER_UNKNOWN".as_ptr(), || code_name(code).as_ptr())
+}
+
+fn code_name(code: AmberCode) -> &'static CStr {
+    match code {
         AMBER_OK => c"AMBER_OK",
         AMBER_PENDING => c"AMBER_PENDING",
         AMBER_ROW => c"AMBER_ROW",
@@ -93,8 +97,7 @@ pub extern "C" fn amber_code_name(code: AmberCode) -> *const c_char {
         AMBER_ERR_UNSUPPORTED => c"AMBER_ERR_UNSUPPORTED",
         AMBER_ERR_INTERNAL => c"AMBER_ERR_INTERNAL",
         _ => c"AMBER_UNKNOWN",
-    };
-    name.as_ptr()
+    }
 }
 
 /// The code a caller acts on for an amber error.

@@ -236,3 +236,75 @@ pub(crate) fn thread_token() -> usize {
 pub(crate) fn into_raw<H>(h: H) -> *mut H {
     Box::into_raw(Box::new(h))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capi::error::{AMBER_ERR_INTERNAL, AMBER_OK};
+
+    #[derive(Default)]
+    struct Dummy {
+        slot: ErrorSlot,
+        cleaned_up: bool,
+    }
+
+    impl State for Dummy {
+        fn slot(&mut self) -> &mut ErrorSlot {
+            &mut self.slot
+        }
+        fn after_panic(&mut self) {
+            self.cleaned_up = true;
+        }
+    }
+
+    struct DummyHandle(Exclusive<Dummy>);
+
+    impl Handle for DummyHandle {
+        type State = Dummy;
+        fn cell(&self) -> &Exclusive<Dummy> {
+            &self.0
+        }
+    }
+
+    fn message(h: &DummyHandle) -> String {
+        // SAFETY: `h` is a live handle for the whole call.
+        let p = errmsg(unsafe { Ptr::new(h) });
+        // SAFETY: errmsg returns a NUL-terminated string that lives until
+        // the next call on the handle; it is copied at once.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_inside_a_call_becomes_an_internal_error_and_releases_the_handle() {
+        let h = DummyHandle(Exclusive::new(Dummy::default()));
+        // SAFETY: `h` outlives every use of the pointer.
+        let p = unsafe { Ptr::new(&h) };
+        let code = call(p, |_| -> CResult<AmberCode> { panic!("boom") });
+        assert_eq!(code, AMBER_ERR_INTERNAL);
+        assert!(message(&h).contains("boom"), "{}", message(&h));
+        // The flag was released and the state cleaned up.
+        assert_eq!(
+            call(p, |st| {
+                assert!(st.cleaned_up);
+                Ok(AMBER_OK)
+            }),
+            AMBER_OK
+        );
+        assert_eq!(message(&h), "not an error");
+    }
+
+    #[test]
+    fn a_second_claim_is_refused_until_the_first_ends() {
+        let h = DummyHandle(Exclusive::new(Dummy::default()));
+        // SAFETY: `h` outlives every use of the pointer.
+        let p = unsafe { Ptr::new(&h) };
+        let inner = call(p, |_| Ok(call(p, |_| Ok(AMBER_OK))));
+        assert_eq!(inner, AMBER_ERR_BUSY);
+        assert_eq!(call(p, |_| Ok(AMBER_OK)), AMBER_OK);
+        // SAFETY: NULL is always accepted.
+        let null = unsafe { Ptr::<DummyHandle>::new(std::ptr::null()) };
+        assert_eq!(call(null, |_| Ok(AMBER_OK)), AMBER_ERR_NULL_POINTER);
+    }
+}

@@ -67,12 +67,12 @@ pub const AMBER_ABI_VERSION: u32 = 1;
 #[no_mangle]
 pub extern "C" fn amber_version() -> *const c_char {
     static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    VERSION.as_ptr().cast()
+    handle::guard(std::ptr::null(), || VERSION.as_ptr().cast())
 }
 
 /// The ABI version this library implements; compare with
 /// `AMBER_ABI_VERSION` from the header you compiled against.
 #[no_mangle]
 pub extern "C" fn amber_abi_version() -> u32 {
-    AMBER_ABI_VERSION
+    handle::guard(AMBER_ABI_VERSION, || AMBER_ABI_VERSION)
 }

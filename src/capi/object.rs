@@ -175,8 +175,7 @@ fn finish_turn(
 /// and releases the thread binding of `amber_object_begin_turn`.
 ///
 /// `out_ticket` (may be NULL to discard it) receives a new ticket handle,
-/// owned by the caller and freed with `amber_object_free`'s sibling
-/// `amber_ticket_free`. The ticket resolves once this commit and every
+/// owned by the caller and freed with `amber_ticket_free`. The ticket resolves once this commit and every
 /// earlier confirmed one is durable: hold the turn's outgoing messages
 /// until then (the output gate). A turn that wrote nothing gets the ticket
 /// of the last commit. A failed commit returns `AMBER_ERR_BROKEN`: the

@@ -9,6 +9,7 @@
 #![cfg(feature = "capi")]
 
 use std::ffi::CStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -82,52 +83,90 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Builds (or finds fresh) the static library and returns its path, as
-/// cargo reports it. Building the `capi` test target rather than the bare
-/// library keeps the feature resolution identical to `cargo test`'s, so
-/// cargo finds the library `cargo test` just built fresh instead of
-/// rebuilding it.
+/// The static library to link: the one `cargo test` built together with
+/// the library this test binary links, or else one cargo builds now.
 fn static_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let mut features = vec!["capi"];
-        if cfg!(feature = "serde") {
-            features.push("serde");
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(root())
-            .args(["build", "--test", "capi", "--message-format=json"])
-            .arg("--features")
-            .arg(features.join(","))
-            .arg("--target-dir")
-            .arg(target_dir());
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        for line in stdout.lines() {
-            let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != "amber" {
-                continue;
-            }
-            let files = msg["filenames"].as_array().into_iter().flatten();
-            for f in files.filter_map(|f| f.as_str()) {
-                if f.ends_with(".a") {
-                    return newest_copy(Path::new(f));
-                }
-            }
-        }
-        panic!("cargo build did not report libamber.a:\n{stdout}");
+        let lib = built_with_this_test().unwrap_or_else(cargo_build_static_lib);
+        eprintln!("linking C programs against {}", lib.display());
+        lib
     })
+}
+
+fn mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// `cargo test` compiles the library once for all its crate types, so
+/// `libamber.a` sits beside this binary in `deps/`, written just after the
+/// `libamber*.rlib` the binary links and before the binary itself. Anything
+/// else (missing, or rewritten by a later build with other features) is
+/// not trusted. `AMBER_CAPI_CARGO_BUILD=1` skips this and asks cargo.
+fn built_with_this_test() -> Option<PathBuf> {
+    if std::env::var_os("AMBER_CAPI_CARGO_BUILD").is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    let lib = deps.join("libamber.a");
+    let rlib = std::fs::read_dir(deps)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libamber") && n.ends_with(".rlib"))
+        })
+        .filter_map(|p| mtime(&p))
+        .max()?;
+    let lib_time = mtime(&lib)?;
+    (lib_time >= rlib && lib_time <= mtime(&exe)?).then_some(lib)
+}
+
+/// Builds (or finds fresh) the static library and returns its path, as
+/// cargo reports it. Building the `capi` test target rather than the bare
+/// library keeps the feature resolution identical to `cargo test`'s (dev-
+/// dependencies unify features), so cargo finds fresh what `cargo test`
+/// built instead of rebuilding it.
+fn cargo_build_static_lib() -> PathBuf {
+    let mut features = vec!["capi"];
+    if cfg!(feature = "serde") {
+        features.push("serde");
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root())
+        .args(["build", "--test", "capi", "--message-format=json"])
+        .arg("--features")
+        .arg(features.join(","))
+        .arg("--target-dir")
+        .arg(target_dir());
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != "amber" {
+            continue;
+        }
+        let files = msg["filenames"].as_array().into_iter().flatten();
+        for f in files.filter_map(|f| f.as_str()) {
+            if f.ends_with(".a") {
+                return newest_copy(Path::new(f));
+            }
+        }
+    }
+    panic!("cargo build did not report libamber.a:\n{stdout}");
 }
 
 /// Cargo reports the library at `<profile>/libamber.a`, a link to the real
@@ -218,7 +257,10 @@ fn valgrind_available() -> bool {
 fn c_programs_are_clean_under_valgrind() {
     if !valgrind_available() {
         let required = std::env::var("AMBER_REQUIRE_VALGRIND").is_ok_and(|v| v == "1");
-        eprintln!(
+        // Straight to stderr, past the test harness's capture, so that the
+        // skip shows in the log of a passing run.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: valgrind is not installed, so the C programs were not checked \
              for leaks and invalid accesses. Install it (apt-get install valgrind); \
              AMBER_REQUIRE_VALGRIND=1 turns this into a failure."

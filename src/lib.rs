@@ -18,6 +18,8 @@
 //! # Ok::<(), amber::Error>(())
 //! ```
 
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod clock;
 mod config;
 mod durability;

@@ -1,0 +1,256 @@
+//! `AmberConfig`: an opaque builder for a store's configuration. Opaque so
+//! that new settings can be added without changing any struct's layout.
+
+use std::ffi::{c_char, OsStr};
+use std::os::unix::ffi::OsStrExt;
+
+use super::args::{c_bytes, c_str, Out};
+use super::error::{
+    AmberCode, CError, ErrorSlot, AMBER_ERR_INTERNAL, AMBER_ERR_INVALID_INPUT,
+    AMBER_ERR_UNSUPPORTED, AMBER_OK,
+};
+use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use crate::config::Config;
+
+/// A store configuration being built. Made by `amber_config_new`, freed by
+/// `amber_config_free`. Used by one thread at a time.
+pub struct AmberConfig {
+    cell: Exclusive<ConfigState>,
+}
+
+pub(crate) struct ConfigState {
+    pub(crate) config: Config,
+    slot: ErrorSlot,
+}
+
+impl State for ConfigState {
+    fn slot(&mut self) -> &mut ErrorSlot {
+        &mut self.slot
+    }
+}
+
+impl Handle for AmberConfig {
+    type State = ConfigState;
+    fn cell(&self) -> &Exclusive<ConfigState> {
+        &self.cell
+    }
+}
+
+/// Commits are durable once their WAL frames are fsync'd on local disk.
+pub const AMBER_DURABILITY_LOCAL: i32 = 0;
+/// Commits are durable once shipped to the bucket. Not available yet:
+/// `amber_config_set_durability` answers `AMBER_ERR_UNSUPPORTED`.
+pub const AMBER_DURABILITY_REMOTE: i32 = 1;
+
+/// Largest KV key, in bytes of UTF-8 (default 2048).
+pub const AMBER_LIMIT_MAX_KEY_BYTES: i32 = 0;
+/// Largest KV value, in bytes (default 131072).
+pub const AMBER_LIMIT_MAX_VALUE_BYTES: i32 = 1;
+/// Longest SQL string, in bytes (default 100000).
+pub const AMBER_LIMIT_MAX_SQL_LENGTH: i32 = 2;
+/// Most columns in a table or result (default 100).
+pub const AMBER_LIMIT_MAX_COLUMNS: i32 = 3;
+/// Most bound parameters per statement (default 100).
+pub const AMBER_LIMIT_MAX_PARAMS: i32 = 4;
+/// Largest string, blob or row, in bytes (default 2000000).
+pub const AMBER_LIMIT_MAX_ROW_BYTES: i32 = 5;
+/// Longest LIKE or GLOB pattern, in bytes (default 50).
+pub const AMBER_LIMIT_MAX_LIKE_PATTERN: i32 = 6;
+/// Largest object database, in bytes (default 10000000000).
+pub const AMBER_LIMIT_MAX_OBJECT_BYTES: i32 = 7;
+
+/// Starts a configuration with amber's defaults: data under `data_dir`
+/// (created on open if missing), local durability, Durable Objects' limits.
+///
+/// `data_dir`: a NUL-terminated path, borrowed for the call only (any bytes
+/// but NUL; it need not be UTF-8). `out_config` receives a new handle that
+/// the caller owns and frees with `amber_config_free`; it is left unchanged
+/// on failure. Failures are reported by code only, since there is no
+/// handle yet: `AMBER_ERR_NULL_POINTER`, or `AMBER_ERR_INVALID_INPUT` for
+/// an empty path.
+///
+/// # Safety
+/// `data_dir` is NULL or a NUL-terminated string; `out_config` is NULL or
+/// valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_new(
+    data_dir: *const c_char,
+    out_config: *mut *mut AmberConfig,
+) -> AmberCode {
+    handle::guard(AMBER_ERR_INTERNAL, || {
+        // SAFETY: the caller's contract above.
+        let res = unsafe { c_bytes(data_dir, "data_dir") }.and_then(|dir| {
+            // SAFETY: the caller's contract above.
+            let out = unsafe { Out::new(out_config, "out_config") }?;
+            if dir.is_empty() {
+                return Err(CError::new(AMBER_ERR_INVALID_INPUT, "data_dir is empty"));
+            }
+            let config = Config::new(OsStr::from_bytes(dir));
+            out.set(into_raw(AmberConfig {
+                cell: Exclusive::new(ConfigState {
+                    config,
+                    slot: ErrorSlot::default(),
+                }),
+            }));
+            Ok(())
+        });
+        match res {
+            Ok(()) => AMBER_OK,
+            Err(e) => e.code,
+        }
+    })
+}
+
+/// Sets when a commit's ticket resolves: `AMBER_DURABILITY_LOCAL` (the
+/// default). `AMBER_DURABILITY_REMOTE` answers `AMBER_ERR_UNSUPPORTED`
+/// until log shipping exists; any other value `AMBER_ERR_INVALID_INPUT`.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_set_durability(
+    config: *mut AmberConfig,
+    level: i32,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |st| match level {
+        AMBER_DURABILITY_LOCAL => {
+            st.config.durability = crate::config::DurabilityLevel::Local;
+            Ok(AMBER_OK)
+        }
+        AMBER_DURABILITY_REMOTE => Err(CError::new(
+            AMBER_ERR_UNSUPPORTED,
+            "remote durability needs log shipping, which this build does not have yet",
+        )),
+        other => Err(CError::new(
+            AMBER_ERR_INVALID_INPUT,
+            format!("unknown durability level {other}"),
+        )),
+    })
+}
+
+/// Sets the bucket that commits are shipped to, such as
+/// `s3://bucket/prefix` or `file:///var/amber-bucket`. Passing NULL
+/// clears it (the default: no bucket). Until log shipping exists, any
+/// non-NULL URL answers `AMBER_ERR_UNSUPPORTED`.
+///
+/// `url`: NUL-terminated UTF-8, borrowed for the call only.
+///
+/// # Safety
+/// `config` is NULL or a live handle; `url` is NULL or a NUL-terminated
+/// string.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_set_bucket_url(
+    config: *mut AmberConfig,
+    url: *const c_char,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |_st| {
+        if url.is_null() {
+            return Ok(AMBER_OK);
+        }
+        // SAFETY: non-NULL, NUL-terminated per the contract.
+        let url = unsafe { c_str(url, "url") }?;
+        Err(CError::new(
+            AMBER_ERR_UNSUPPORTED,
+            format!("bucket `{url}`: log shipping is not in this build yet"),
+        ))
+    })
+}
+
+/// Sets one size limit (`AMBER_LIMIT_*`) to `value`, which must be at
+/// least 1. An unknown limit or a zero value is `AMBER_ERR_INVALID_INPUT`.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_set_limit(
+    config: *mut AmberConfig,
+    limit: i32,
+    value: u64,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |st| {
+        if value == 0 {
+            return Err(CError::new(
+                AMBER_ERR_INVALID_INPUT,
+                "a limit must be at least 1",
+            ));
+        }
+        let v = usize::try_from(value).unwrap_or(usize::MAX);
+        let l = &mut st.config.limits;
+        match limit {
+            AMBER_LIMIT_MAX_KEY_BYTES => l.max_key_bytes = v,
+            AMBER_LIMIT_MAX_VALUE_BYTES => l.max_value_bytes = v,
+            AMBER_LIMIT_MAX_SQL_LENGTH => l.max_sql_length = v,
+            AMBER_LIMIT_MAX_COLUMNS => l.max_columns = v,
+            AMBER_LIMIT_MAX_PARAMS => l.max_params = v,
+            AMBER_LIMIT_MAX_ROW_BYTES => l.max_row_bytes = v,
+            AMBER_LIMIT_MAX_LIKE_PATTERN => l.max_like_pattern = v,
+            AMBER_LIMIT_MAX_OBJECT_BYTES => l.max_object_bytes = value,
+            other => {
+                return Err(CError::new(
+                    AMBER_ERR_INVALID_INPUT,
+                    format!("unknown limit {other}"),
+                ))
+            }
+        }
+        Ok(AMBER_OK)
+    })
+}
+
+/// Sets how many amber threads fsync WAL files (default 4, at least 1).
+/// Ticket callbacks run on these threads.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_set_sync_threads(
+    config: *mut AmberConfig,
+    threads: u32,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |st| {
+        if threads == 0 || threads > 256 {
+            return Err(CError::new(
+                AMBER_ERR_INVALID_INPUT,
+                format!("sync threads must be 1 to 256, not {threads}"),
+            ));
+        }
+        st.config.sync_threads = threads as usize;
+        Ok(AMBER_OK)
+    })
+}
+
+/// The message of the last failed call on `config`, including a failed
+/// `amber_store_open` with this config. "not an error" after a success.
+///
+/// Ownership: owned by the handle; valid until the next call with this
+/// handle or its free. Never NULL.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_errmsg(config: *const AmberConfig) -> *const c_char {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::errmsg(config)
+}
+
+/// Frees a configuration. NULL is a no-op. A store opened with it does not
+/// need it any more. Returns `AMBER_ERR_BUSY` (and frees nothing) while
+/// another thread is using the handle.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`; after
+/// `AMBER_OK` it must not be used again.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_free(config: *mut AmberConfig) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::free(config, false, drop)
+}

@@ -28,6 +28,7 @@ mod fsutil;
 mod id;
 mod object;
 pub mod pitr;
+mod pitr_api;
 pub mod sqlite;
 mod store;
 

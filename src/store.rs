@@ -54,7 +54,6 @@ impl Store {
     /// Opens the store at `config.data_dir`, creating it if needed.
     pub fn open(config: Config) -> Result<Store> {
         fsutil::create_dir_durable(&config.data_dir.join(OBJECTS_DIR))?;
-        let key = load_or_create_key(&config.data_dir)?;
         let bucket = match &config.bucket {
             BucketConfig::Disabled => None,
             BucketConfig::Default => {
@@ -77,6 +76,10 @@ impl Store {
             Some(b) => Some(Arc::new(Shipper::new(b, config.pitr.clone())?)),
             None => None,
         };
+        let key = match &shipper {
+            Some(sh) => shared_key(&config.data_dir, sh)?,
+            None => load_or_create_key(&config.data_dir)?,
+        };
         let syncer = Syncer::start(config.sync_threads);
         Ok(Store {
             inner: Arc::new(StoreInner {
@@ -87,6 +90,14 @@ impl Store {
                 shipper,
             }),
         })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<StoreInner> {
+        &self.inner
+    }
+
+    pub(crate) fn from_inner(inner: Arc<StoreInner>) -> Store {
+        Store { inner }
     }
 
     pub fn config(&self) -> &Config {
@@ -189,6 +200,76 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The store key, agreed between the data directory and the bucket. The
+/// bucket keeps a copy so that a store rebuilt from the bucket alone (the
+/// local disk lost) maps names to the same ids.
+fn shared_key(dir: &Path, sh: &Arc<Shipper>) -> Result<[u8; 32]> {
+    use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+    let local_path = dir.join(KEY_FILE);
+    let local = match fs::read(&local_path) {
+        Ok(b) => Some(<[u8; 32]>::try_from(b).map_err(|_| {
+            Error::new(
+                ErrorKind::Corruption,
+                format!("{} must hold exactly 32 bytes", local_path.display()),
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("read {}", local_path.display()), e)),
+    };
+    let bucket = sh.bucket.clone();
+    let key_path = bucket.layout().store_key();
+    let fresh = match local {
+        Some(k) => k,
+        None => {
+            let mut k = [0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("no randomness for the store key: {e}"),
+                )
+            })?;
+            k
+        }
+    };
+    let remote: [u8; 32] = sh.block_on(async move {
+        let store = bucket.store();
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match store
+            .put_opts(&key_path, PutPayload::from(fresh.to_vec()), opts)
+            .await
+        {
+            Ok(_) => Ok(fresh),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let got = store
+                    .get(&key_path)
+                    .await
+                    .map_err(|e| crate::pitr::bucket::store_error("reading the store key", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| crate::pitr::bucket::store_error("reading the store key", e))?;
+                <[u8; 32]>::try_from(&got[..]).map_err(|_| {
+                    Error::new(ErrorKind::Corruption, "the bucket's store.key is damaged")
+                })
+            }
+            Err(e) => Err(crate::pitr::bucket::store_error("writing the store key", e)),
+        }
+    })?;
+    match local {
+        Some(k) if k != remote => Err(Error::invalid(
+            "the bucket belongs to another store (its store.key differs from this data \
+             directory's); use another bucket or prefix",
+        )),
+        Some(k) => Ok(k),
+        None => {
+            fsutil::write_atomic(&local_path, &remote)?;
+            Ok(remote)
+        }
+    }
 }
 
 fn load_or_create_key(dir: &Path) -> Result<[u8; 32]> {

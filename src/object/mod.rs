@@ -13,6 +13,7 @@ pub(crate) mod schema;
 #[cfg(feature = "serde")]
 mod serde_kv;
 mod ship;
+pub(crate) use ship::HINT_FILE;
 mod sql;
 mod txn;
 
@@ -99,6 +100,9 @@ impl Object {
                 return Err(Error::io(format!("lock {}", lock_path.display()), e))
             }
         }
+        // A restore scheduled by `restore_on_next_open` runs first, while
+        // the database is closed and the object locked.
+        crate::pitr_api::restore_pending(&store, id, &dir)?;
         let db_path = dir.join("db");
         let is_new = !db_path.exists();
         let conn = Connection::open(
@@ -197,6 +201,18 @@ impl Object {
     /// lexically in commit order.
     pub fn current_bookmark(&self) -> crate::pitr::Bookmark {
         crate::pitr::Bookmark::new(self.epoch, self.seq)
+    }
+
+    pub(crate) fn store_inner(&self) -> &Arc<StoreInner> {
+        &self.store
+    }
+
+    /// Waits (up to a minute) until every commit so far is in the bucket.
+    pub(crate) fn wait_shipped(&self, seq: u64) -> bool {
+        self.ship.is_none()
+            || self
+                .mark
+                .wait_remote(seq, std::time::Duration::from_secs(60))
     }
 
     /// Commit time (ms since the epoch) of the last commit.

@@ -150,6 +150,7 @@ impl ObjectShip {
     }
 
     /// Starts shipping per `plan`, taking a snapshot now if it needs one.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         shipper: Arc<Shipper>,
         id: ObjectId,

@@ -122,6 +122,11 @@ impl KeyLayout {
     }
 
     /// `<prefix>/objects`: lists every object that has a log.
+    /// The store's name-hash key, shared by every store on this bucket.
+    pub fn store_key(&self) -> Path {
+        self.prefix.clone().join("store.key")
+    }
+
     pub fn objects(&self) -> Path {
         self.prefix.clone().join(OBJECTS_DIR)
     }

@@ -17,6 +17,7 @@ pub mod restore;
 pub mod segment;
 pub(crate) mod ship;
 pub mod snapshot;
+pub mod verify;
 pub(crate) mod wal;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
@@ -35,3 +36,4 @@ pub use snapshot::{
     decode_snapshot, decode_snapshot_with, encode_snapshot, read_snapshot_header, Snapshot,
     SnapshotChunk, SnapshotHeader, SnapshotOptions, SnapshotReader, SnapshotWriter,
 };
+pub use verify::{verify_object, EpochReport, VerifyReport};

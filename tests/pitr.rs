@@ -1,0 +1,427 @@
+//! Point-in-time recovery, run against every bucket backend: a shared
+//! in-memory store, a local directory, and (when `AMBER_TEST_S3_URL` is
+//! set, as CI does with moto) a real S3-compatible server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use amber::pitr::{Bookmark, Bucket, RestoreOptions, RestoreTarget};
+use amber::sqlite::Connection;
+use amber::{BucketConfig, Config, DurabilityLevel, ErrorKind, ManualClock, Store, Value};
+
+/// A fresh, empty bucket of each available kind.
+fn backends(tag: &str) -> Vec<(String, tempfile::TempDir, Bucket)> {
+    let mut out = Vec::new();
+    let mem = Bucket::open("memory://").unwrap();
+    out.push(("memory".to_string(), tempfile::tempdir().unwrap(), mem));
+    let dir = tempfile::tempdir().unwrap();
+    let file = Bucket::open(&format!("file://{}", dir.path().display())).unwrap();
+    out.push(("file".to_string(), dir, file));
+    if let Ok(url) = std::env::var("AMBER_TEST_S3_URL") {
+        // A unique prefix per test run keeps tests apart in one bucket.
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+        let u = format!("{}/{tag}-{n}?{query}", base.trim_end_matches('/'));
+        out.push((
+            "s3".to_string(),
+            tempfile::tempdir().unwrap(),
+            Bucket::open(&u).unwrap(),
+        ));
+    } else {
+        assert!(
+            std::env::var("AMBER_REQUIRE_S3").is_err(),
+            "AMBER_REQUIRE_S3 is set but AMBER_TEST_S3_URL is not"
+        );
+        eprintln!("AMBER_TEST_S3_URL unset: skipping the S3 backend for {tag}");
+    }
+    out
+}
+
+fn open_store(
+    dir: &Path,
+    bucket: &Bucket,
+    clock: Option<Arc<ManualClock>>,
+    level: DurabilityLevel,
+) -> Store {
+    let mut cfg = Config::new(dir)
+        .with_bucket(BucketConfig::Bucket(bucket.clone()))
+        .with_durability(level);
+    if let Some(c) = clock {
+        cfg = cfg.with_clock(c);
+    }
+    Store::open(cfg).unwrap()
+}
+
+/// Everything observable in a restored database file: KV pairs, rows of
+/// table t, and the alarm.
+fn read_file(path: &Path) -> (BTreeMap<String, Vec<u8>>, Vec<i64>, Option<i64>, u64) {
+    // A private prefix so the reserved tables are readable here.
+    let conn = Connection::open(path, "\u{1}none", vec!["integrity_check".into()]).unwrap();
+    let mut kv = BTreeMap::new();
+    let (st, _) = conn
+        .prepare_next("SELECT key, value FROM _amber_kv", false)
+        .unwrap();
+    let mut st = st.unwrap();
+    while st.step().unwrap() {
+        kv.insert(
+            String::from_utf8(st.column_bytes(0)).unwrap(),
+            st.column_bytes(1),
+        );
+    }
+    drop(st);
+    let mut rows = Vec::new();
+    if let (Some(mut st), _) = conn
+        .prepare_next("SELECT x FROM t ORDER BY x", false)
+        .unwrap_or((None, 0))
+    {
+        while st.step().unwrap() {
+            rows.push(st.column_i64(0));
+        }
+    }
+    let (st, _) = conn
+        .prepare_next("SELECT time_ms FROM _amber_alarms WHERE name = ''", false)
+        .unwrap();
+    let mut st = st.unwrap();
+    let alarm = if st.step().unwrap() {
+        Some(st.column_i64(0))
+    } else {
+        None
+    };
+    drop(st);
+    let (st, _) = conn
+        .prepare_next("SELECT seq FROM _amber_meta", false)
+        .unwrap();
+    let mut st = st.unwrap();
+    st.step().unwrap();
+    let seq = st.column_i64(0) as u64;
+    drop(st);
+    let (st, _) = conn.prepare_next("PRAGMA integrity_check", false).unwrap();
+    let mut st = st.unwrap();
+    st.step().unwrap();
+    assert_eq!(st.column_value(0), Value::Text("ok".into()));
+    (kv, rows, alarm, seq)
+}
+
+#[test]
+fn every_commit_is_restorable_from_the_bucket_alone() {
+    for (name, _guard, bucket) in backends("every") {
+        let data = tempfile::tempdir().unwrap();
+        let store = open_store(data.path(), &bucket, None, DurabilityLevel::Remote);
+        let mut o = store.open_object("room").unwrap();
+        o.exec("CREATE TABLE t (x INTEGER)", &[]).unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        let mut states = Vec::new();
+        let mut kv = BTreeMap::new();
+        let mut rows = Vec::new();
+        for i in 0..40i64 {
+            o.exec("INSERT INTO t VALUES (?1)", &[i.into()]).unwrap();
+            rows.push(i);
+            let key = format!("k{}", i % 7);
+            o.put(&key, &i.to_le_bytes()).unwrap();
+            kv.insert(key, i.to_le_bytes().to_vec());
+            if i % 5 == 0 {
+                o.set_alarm_ms(1000 + i as u64).unwrap();
+            }
+            if i % 9 == 0 {
+                o.delete("k0").unwrap();
+                kv.remove("k0");
+            }
+            let t = o.end_turn().unwrap();
+            // Remote durability: the ticket means "in the bucket".
+            t.wait().unwrap();
+            let alarm = Some(1000 + (i - i % 5));
+            states.push((o.current_bookmark(), kv.clone(), rows.clone(), alarm));
+        }
+        drop(o);
+        drop(store);
+        drop(data); // the local copy is gone
+        let other = tempfile::tempdir().unwrap();
+        let store = open_store(other.path(), &bucket, None, DurabilityLevel::Local);
+        assert!(store.verify("room").unwrap().is_ok(), "{name}");
+        for (bm, kv, rows, alarm) in &states {
+            let out = other.path().join(format!("r-{}", bm.seq()));
+            let rep = store
+                .restore(
+                    "room",
+                    RestoreTarget::Bookmark(*bm),
+                    &out,
+                    RestoreOptions::default(),
+                )
+                .unwrap();
+            assert_eq!(rep.bookmark, *bm, "{name}");
+            assert!(!rep.partial);
+            let (got_kv, got_rows, got_alarm, seq) = read_file(&out);
+            assert_eq!(seq, bm.seq(), "{name}: meta seq");
+            assert_eq!(&got_kv, kv, "{name} at {bm}");
+            assert_eq!(&got_rows, rows, "{name} at {bm}");
+            assert_eq!(got_alarm, *alarm, "{name} at {bm}");
+        }
+    }
+}
+
+#[test]
+fn bookmark_for_time_finds_the_last_commit_at_or_before() {
+    for (name, _guard, bucket) in backends("time") {
+        let data = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = open_store(
+            data.path(),
+            &bucket,
+            Some(clock.clone()),
+            DurabilityLevel::Remote,
+        );
+        let mut o = store.open_object("doc").unwrap();
+        let mut marks = Vec::new();
+        for i in 0..10u64 {
+            clock.set(2_000_000 + i * 1000);
+            o.put("v", &i.to_le_bytes()).unwrap();
+            o.end_turn().unwrap().wait().unwrap();
+            marks.push((2_000_000 + i * 1000, o.current_bookmark()));
+        }
+        for (t, bm) in &marks {
+            assert_eq!(
+                store.bookmark_for_time("doc", *t).unwrap(),
+                *bm,
+                "{name} at {t}"
+            );
+            assert_eq!(
+                store.bookmark_for_time("doc", *t + 500).unwrap(),
+                *bm,
+                "{name}"
+            );
+        }
+        assert_eq!(o.bookmark_for_time(2_004_999).unwrap(), marks[4].1);
+        // Before the object existed: a clear error.
+        let e = store.bookmark_for_time("doc", 10).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{name}: {e}");
+    }
+}
+
+#[test]
+fn restore_on_next_open_rewinds_starts_a_timeline_and_can_be_undone() {
+    for (name, _guard, bucket) in backends("rewind") {
+        let data = tempfile::tempdir().unwrap();
+        let store = open_store(data.path(), &bucket, None, DurabilityLevel::Remote);
+        let mut o = store.open_object("game").unwrap();
+        o.exec("CREATE TABLE t (x INTEGER)", &[]).unwrap();
+        o.put("score", b"0").unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        let early = o.current_bookmark();
+        for i in 1..=5i64 {
+            o.exec("INSERT INTO t VALUES (?1)", &[i.into()]).unwrap();
+            o.put("score", i.to_string().as_bytes()).unwrap();
+            o.end_turn().unwrap().wait().unwrap();
+        }
+        o.set_alarm_ms(77).unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        let undo = o.restore_on_next_open(early).unwrap();
+        assert_eq!(undo, o.current_bookmark());
+        drop(o);
+        let mut o = store.open_object("game").unwrap();
+        assert_eq!(
+            o.get("score").unwrap().as_deref(),
+            Some(&b"0"[..]),
+            "{name}"
+        );
+        assert_eq!(
+            o.get_alarm_ms().unwrap(),
+            None,
+            "{name}: the alarm rewinds too"
+        );
+        let n = o
+            .exec("SELECT count(*) FROM t", &[])
+            .unwrap()
+            .one()
+            .unwrap();
+        assert_eq!(n.get(0), Some(&Value::Integer(0)));
+        let b = o.current_bookmark();
+        assert!(b.epoch() > early.epoch(), "{name}: a new timeline");
+        assert!(
+            b.to_string() > undo.to_string(),
+            "bookmarks sort in commit order"
+        );
+        // Write on the new timeline, then undo the restore.
+        o.put("score", b"new").unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        o.restore_on_next_open(undo).unwrap();
+        drop(o);
+        let mut o = store.open_object("game").unwrap();
+        assert_eq!(
+            o.get("score").unwrap().as_deref(),
+            Some(&b"5"[..]),
+            "{name}"
+        );
+        assert_eq!(o.get_alarm_ms().unwrap(), Some(77));
+        o.integrity_check().unwrap();
+        // Garbage bookmarks are typed errors.
+        assert_eq!(
+            o.restore_on_next_open(Bookmark::new(99, 1))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        assert!("zz".parse::<Bookmark>().is_err());
+    }
+}
+
+#[test]
+fn damaged_history_fails_loudly_naming_the_last_consistent_point() {
+    let bdir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let store = open_store(data.path(), &bucket, None, DurabilityLevel::Remote);
+    let mut o = store.open_object("x").unwrap();
+    let mut marks = Vec::new();
+    for i in 0..12u64 {
+        o.put("k", &i.to_le_bytes()).unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        marks.push(o.current_bookmark());
+    }
+    drop(o);
+    // Find the segment files, in key order, and damage the middle one.
+    let mut segs: Vec<_> = walk(bdir.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    assert!(
+        segs.len() >= 3,
+        "one segment per remote-durable commit here"
+    );
+    let victim = &segs[segs.len() / 2];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(victim, &bytes).unwrap();
+    let last = *marks.last().unwrap();
+    let out = data.path().join("r1");
+    let err = store
+        .restore(
+            "x",
+            RestoreTarget::Bookmark(last),
+            &out,
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    assert!(err.message().contains("last consistent point"), "{err}");
+    assert!(!out.exists(), "a failed restore leaves no file behind");
+    assert!(!store.verify("x").unwrap().is_ok());
+    let rep = store
+        .restore(
+            "x",
+            RestoreTarget::Bookmark(last),
+            &out,
+            RestoreOptions {
+                allow_partial: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(rep.partial);
+    assert!(rep.bookmark.seq() < last.seq());
+    let (kv, _, _, seq) = read_file(&out);
+    assert_eq!(seq, rep.bookmark.seq());
+    assert_eq!(
+        kv["k"],
+        (seq - 1).to_le_bytes().to_vec(),
+        "the state of that exact commit"
+    );
+    // A missing segment is a gap, reported the same way.
+    std::fs::remove_file(victim).unwrap();
+    let err = store
+        .restore(
+            "x",
+            RestoreTarget::Latest,
+            &data.path().join("r2"),
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    assert!(err.message().contains("missing"), "{err}");
+}
+
+#[test]
+fn commits_left_in_the_local_wal_are_shipped_on_reopen() {
+    let bdir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Local durability: tickets do not wait for the bucket.
+    let store = open_store(data.path(), &bucket, None, DurabilityLevel::Local);
+    let mut o = store.open_object("w").unwrap();
+    for i in 0..20u64 {
+        o.put("k", &i.to_le_bytes()).unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+    }
+    let bm = o.current_bookmark();
+    drop(o);
+    drop(store); // uploads still running are abandoned
+    let store = open_store(data.path(), &bucket, None, DurabilityLevel::Remote);
+    let mut o = store.open_object("w").unwrap();
+    // Remote level: a sync ticket resolves once everything is shipped.
+    o.sync().unwrap().wait().unwrap();
+    drop(o);
+    let out = data.path().join("r");
+    let rep = store
+        .restore("w", RestoreTarget::Latest, &out, RestoreOptions::default())
+        .unwrap();
+    assert_eq!(rep.bookmark, bm);
+    assert_eq!(read_file(&out).0["k"], 19u64.to_le_bytes().to_vec());
+}
+
+#[test]
+fn bad_urls_and_targets_are_typed_errors() {
+    for bad in [
+        "",
+        "ftp://x",
+        "s3://",
+        "file://relative/path",
+        "memory://x?y=1",
+        "s3://b/p?nonsense=1",
+    ] {
+        let e = Bucket::open(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}: {e}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let e = Store::open(Config::new(d.path()).with_bucket(BucketConfig::Url("nope://".into())))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = Store::open(
+        Config::new(d.path())
+            .with_bucket(BucketConfig::Disabled)
+            .with_durability(DurabilityLevel::Remote),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let s = Store::open(Config::new(d.path())).unwrap();
+    let e = s
+        .restore(
+            "never",
+            RestoreTarget::Latest,
+            &d.path().join("o"),
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -33,6 +33,8 @@ use crate::id::ObjectId;
 /// Store-wide: the async runtime, the bucket and the upload limit.
 pub(crate) struct Shipper {
     rt: Option<Runtime>,
+    /// Upload loops running; drop waits for them to finish.
+    active: Arc<std::sync::atomic::AtomicUsize>,
     handle: tokio::runtime::Handle,
     pub(crate) bucket: Bucket,
     sem: Arc<Semaphore>,
@@ -45,6 +47,16 @@ impl Drop for Shipper {
         // local WAL, which is not checkpointed until they are shipped, so
         // the next open ships them.
         if let Some(rt) = self.rt.take() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                // Let uploads in flight land (bounded), so a process that
+                // exits right after its last commit still ships it.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while self.active.load(std::sync::atomic::Ordering::Acquire) > 0
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
             if tokio::runtime::Handle::try_current().is_ok() {
                 rt.shutdown_background();
             } else {
@@ -151,6 +163,7 @@ impl Shipper {
             .build()
             .map_err(|e| Error::io("starting the shipper runtime", e))?;
         Ok(Shipper {
+            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             handle: rt.handle().clone(),
             rt: Some(rt),
             bucket,
@@ -207,7 +220,9 @@ impl Shipper {
         // The task holds a weak reference: the last strong one must drop
         // outside the runtime (dropping a runtime inside itself panics).
         let me = Arc::downgrade(self);
+        let active = ActiveGuard::new(self.active.clone());
         self.handle.spawn(async move {
+            let _active = active;
             if let Some(me) = me.upgrade() {
                 let bucket = me.bucket.clone();
                 let sem = me.sem.clone();
@@ -268,6 +283,22 @@ async fn upload_loop(bucket: Bucket, sem: Arc<Semaphore>, cfg: PitrConfig, st: A
                 return;
             }
         }
+    }
+}
+
+/// Counts a running upload loop for as long as it lives.
+struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(n: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ActiveGuard(n)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -118,6 +118,15 @@ impl Connection {
                 0 as c_int,
                 ptr::null_mut::<c_int>(),
             ))?;
+            // amber checkpoints only what log shipping has already taken;
+            // a checkpoint on close would copy unshipped frames into the
+            // database and delete the WAL that holds them.
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                1 as c_int,
+                ptr::null_mut::<c_int>(),
+            ))?;
             // The AuthState box lives as long as the connection; it is
             // unregistered in Drop before the box is freed.
             self.check(ffi::sqlite3_set_authorizer(

@@ -39,6 +39,7 @@ pub(crate) struct Shipper {
     pub(crate) bucket: Bucket,
     sem: Arc<Semaphore>,
     pub(crate) cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Drop for Shipper {
@@ -115,12 +116,6 @@ impl ShipState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True when everything queued has reached the bucket.
-    pub(crate) fn idle(&self) -> bool {
-        let st = self.lock();
-        st.pending.is_empty() && st.snapshot.is_none() && !st.in_flight
-    }
-
     fn write_hint(&self, st: &ShipInner) {
         // A hint only: a stale (low) value costs a re-upload that restore
         // tolerates; it is never written ahead of the bucket.
@@ -155,7 +150,11 @@ pub(crate) fn read_hint(path: &std::path::Path) -> Option<ShipInner> {
 }
 
 impl Shipper {
-    pub(crate) fn new(bucket: Bucket, cfg: PitrConfig) -> Result<Shipper> {
+    pub(crate) fn new(
+        bucket: Bucket,
+        cfg: PitrConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Shipper> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("amber-ship")
@@ -169,6 +168,7 @@ impl Shipper {
             bucket,
             sem: Arc::new(Semaphore::new(cfg.max_concurrent_uploads.max(1))),
             cfg,
+            clock,
         })
     }
 
@@ -227,15 +227,22 @@ impl Shipper {
                 let bucket = me.bucket.clone();
                 let sem = me.sem.clone();
                 let cfg = me.cfg.clone();
+                let clock = me.clock.clone();
                 drop(me);
-                upload_loop(bucket, sem, cfg, st).await;
+                upload_loop(bucket, sem, cfg, clock, st).await;
             }
         });
     }
 }
 
-async fn upload_loop(bucket: Bucket, sem: Arc<Semaphore>, cfg: PitrConfig, st: Arc<ShipState>) {
-    let up = Uploader { bucket, cfg };
+async fn upload_loop(
+    bucket: Bucket,
+    sem: Arc<Semaphore>,
+    cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
+    st: Arc<ShipState>,
+) {
+    let up = Uploader { bucket, cfg, clock };
     {
         if !up.cfg.flush_interval.is_zero() {
             tokio::time::sleep(up.cfg.flush_interval).await;
@@ -305,6 +312,7 @@ impl Drop for ActiveGuard {
 struct Uploader {
     bucket: Bucket,
     cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Uploader {
@@ -335,14 +343,19 @@ impl Uploader {
             tokio::task::block_in_place(|| encode_snapshot(&st.id, epoch, job.commit, &job.image))?;
         let key = self.bucket.layout().snapshot(&st.id, epoch, seq);
         self.put_create(&key, bytes).await?;
-        let mut inner = st.lock();
-        inner.snapshot_seq = Some(seq);
-        inner.shipped = inner.shipped.max(seq);
-        inner.log_bytes = 0;
-        inner.last_snapshot_ms = time;
-        st.write_hint(&inner);
-        drop(inner);
+        {
+            let mut inner = st.lock();
+            inner.snapshot_seq = Some(seq);
+            inner.shipped = inner.shipped.max(seq);
+            inner.log_bytes = 0;
+            inner.last_snapshot_ms = time;
+            st.write_hint(&inner);
+        }
         st.mark.advance_remote(seq);
+        // A new snapshot is when old history may become unneeded. A failed
+        // GC costs storage, not data: it is retried after the next one.
+        let now = self.clock.now_ms();
+        let _ = super::gc::gc_object(&self.bucket, &st.id, now, self.cfg.retention).await;
         Ok(())
     }
 

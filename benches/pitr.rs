@@ -75,7 +75,8 @@ fn remote_confirm(c: &mut Criterion) {
         bch.iter(|| {
             n += 1;
             let p = Path::from(format!("bare/{n:016x}"));
-            rt.block_on(raw.put(&p, PutPayload::from(body.clone()))).unwrap();
+            rt.block_on(raw.put(&p, PutPayload::from(body.clone())))
+                .unwrap();
         })
     });
     g.bench_function("amber_put_end_turn_wait", |bch| {
@@ -91,30 +92,54 @@ fn remote_confirm(c: &mut Criterion) {
 fn restore(c: &mut Criterion) {
     let (_d, b) = bucket("restore");
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
+    let store =
+        Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
     let mut o = store.open_object("big").unwrap();
     // 16 MiB of half-compressible rows over 256 commits.
-    o.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)", &[]).unwrap();
+    o.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)", &[])
+        .unwrap();
     for i in 0..256u64 {
         let mut v = noise(i, 64 * 1024);
         v[32 * 1024..].fill(0);
-        o.exec("INSERT INTO t (v) VALUES (?1)", &[amber::ValueRef::Blob(&v)])
-            .unwrap();
+        o.exec(
+            "INSERT INTO t (v) VALUES (?1)",
+            &[amber::ValueRef::Blob(&v)],
+        )
+        .unwrap();
         o.end_turn().unwrap();
     }
     o.sync().unwrap().wait().unwrap();
     let latest = o.current_bookmark();
     drop(o);
     drop(store);
-    let store = Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
+    let store =
+        Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
     let h = store.history("big").unwrap();
     let keys: Vec<Path> = h
         .epochs
         .iter()
-        .flat_map(|e| e.snapshots.iter().map(|s| s.key.clone()).chain(e.segments.iter().map(|s| s.key.clone())))
+        .flat_map(|e| {
+            e.snapshots
+                .iter()
+                .map(|s| s.key.clone())
+                .chain(e.segments.iter().map(|s| s.key.clone()))
+        })
         .collect();
-    let total: u64 = h.epochs.iter().flat_map(|e| e.snapshots.iter().map(|s| s.size).chain(e.segments.iter().map(|s| s.size))).sum();
-    eprintln!("restore bench: {} files, {} bytes in the bucket, target {latest}", keys.len(), total);
+    let total: u64 = h
+        .epochs
+        .iter()
+        .flat_map(|e| {
+            e.snapshots
+                .iter()
+                .map(|s| s.size)
+                .chain(e.segments.iter().map(|s| s.size))
+        })
+        .sum();
+    eprintln!(
+        "restore bench: {} files, {} bytes in the bucket, target {latest}",
+        keys.len(),
+        total
+    );
     let rt = rt();
     let raw: Arc<dyn ObjectStore> = b.store().clone();
     let mut g = c.benchmark_group("restore");
@@ -144,7 +169,8 @@ fn restore(c: &mut Criterion) {
             let out = data.path().join(format!("limit-{k}"));
             let mut f = std::fs::File::create(&out).unwrap();
             for key in &keys {
-                let bytes = rt.block_on(async { raw.get(key).await.unwrap().bytes().await.unwrap() });
+                let bytes =
+                    rt.block_on(async { raw.get(key).await.unwrap().bytes().await.unwrap() });
                 std::hint::black_box(&bytes);
             }
             let pages = zstd::bulk::decompress(&frame, raw_pages.len()).unwrap();
@@ -157,8 +183,13 @@ fn restore(c: &mut Criterion) {
         bch.iter(|| {
             k += 1;
             let out = data.path().join(format!("r-{k}"));
-            let opts = RestoreOptions { prefetch: 8, ..Default::default() };
-            let rep = store.restore("big", RestoreTarget::Bookmark(latest), &out, opts).unwrap();
+            let opts = RestoreOptions {
+                prefetch: 8,
+                ..Default::default()
+            };
+            let rep = store
+                .restore("big", RestoreTarget::Bookmark(latest), &out, opts)
+                .unwrap();
             assert_eq!(rep.bookmark, latest);
             std::fs::remove_file(&out).unwrap();
         })
@@ -169,7 +200,8 @@ fn restore(c: &mut Criterion) {
 fn puts_per_object(c: &mut Criterion) {
     let (_d, b) = bucket("sustained");
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
+    let store =
+        Store::open(Config::new(data.path()).with_bucket(BucketConfig::Bucket(b.clone()))).unwrap();
     let mut o = store.open_object("busy").unwrap();
     let start = Instant::now();
     let mut commits = 0u64;

@@ -101,6 +101,14 @@ impl Store {
         sh.block_on(async move { crate::pitr::gc_object(&bucket, &id, now, retention).await })
     }
 
+    /// Probes the bucket's conditional writes and ranged reads.
+    pub fn diagnose(&self) -> Result<crate::pitr::diagnose::Diagnosis> {
+        let sh = shipper(self.inner())?;
+        let bucket = sh.bucket.clone();
+        let nonce = self.config().clock.now_ms() ^ u64::from(std::process::id()) << 40;
+        Ok(sh.block_on(async move { crate::pitr::diagnose::diagnose(&bucket, nonce).await }))
+    }
+
     /// Checks every CRC and the log's continuity for `name`.
     pub fn verify(&self, name: &str) -> Result<VerifyReport> {
         let id = self.id_from_name(name)?;

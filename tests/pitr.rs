@@ -500,3 +500,24 @@ fn retention_deletes_only_what_no_restore_in_the_window_needs() {
         ErrorKind::InvalidInput
     );
 }
+
+#[test]
+fn diagnose_reports_conditional_write_support() {
+    for (name, _guard, bucket) in backends("diagnose") {
+        let data = tempfile::tempdir().unwrap();
+        let store = open_store(data.path(), &bucket, None, DurabilityLevel::Local);
+        let d = store.diagnose().unwrap();
+        assert!(d.is_sound(), "{name}: {d:?}");
+        let get = |n: &str| d.probes.iter().find(|p| p.name == n).unwrap().clone();
+        assert!(
+            get("create").ok && get("reject-create").ok && get("ranged-read").ok,
+            "{name}"
+        );
+        if name == "file" {
+            // LocalFileSystem has no compare-and-swap: reported, not faulty.
+            assert!(get("update").unsupported, "{name}");
+        } else {
+            assert!(d.supports_everything(), "{name}: {d:?}");
+        }
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod bucket;
 mod codec;
+pub mod diagnose;
 pub mod gc;
 pub mod history;
 pub mod keys;

@@ -276,7 +276,8 @@ pub async fn restore_to_file(
                 ));
                 break 'segments;
             }
-            write_pages(&file, &rec, ps).map_err(|e| Error::io(format!("write {}", out.display()), e))?;
+            write_pages(&file, &rec, ps)
+                .map_err(|e| Error::io(format!("write {}", out.display()), e))?;
             applied = rec.seq();
             applied_time = rec.commit_time_ms();
             db_pages = rec.db_size_pages();

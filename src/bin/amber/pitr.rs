@@ -46,6 +46,9 @@ pub(crate) enum PitrCmd {
     History { object: String },
     /// Check every CRC and the continuity of each object's log.
     Verify { object: Option<String> },
+    /// Probe a bucket's conditional writes and ranged reads; exits non-zero
+    /// if the store misbehaves.
+    Diagnose,
     /// Write the object's latest state in the bucket to a plain SQLite file.
     Export {
         object: String,
@@ -256,6 +259,35 @@ pub(crate) fn run(store: &Store, cmd: PitrCmd, out: &mut impl Write) -> Result<(
                     format!("{bad} object(s) failed verification"),
                 ));
             }
+        }
+        PitrCmd::Diagnose => {
+            let d = store.diagnose()?;
+            for p in &d.probes {
+                let verdict = if p.ok {
+                    "ok"
+                } else if p.unsupported {
+                    "unsupported"
+                } else {
+                    "FAULTY"
+                };
+                writeln!(out, "{:<14} {:<12} {}", p.name, verdict, p.detail).map_err(io)?;
+            }
+            if !d.is_sound() {
+                return Err(Error::new(
+                    ErrorKind::Corruption,
+                    "the bucket ignores conditional writes: amber cannot run safely on it",
+                ));
+            }
+            writeln!(
+                out,
+                "{}",
+                if d.supports_everything() {
+                    "bucket is sound, with compare-and-swap (ready for scale-out)"
+                } else {
+                    "bucket is sound for a single host (no compare-and-swap)"
+                }
+            )
+            .map_err(io)?;
         }
         PitrCmd::Export { object, out: file } => {
             let rep = store.restore(

@@ -51,7 +51,7 @@ impl Store {
         let id = self.id_from_name(name)?;
         let retention = self.config().pitr.retention.as_millis() as u64;
         let now = self.config().clock.now_ms();
-        if t_ms + retention < now {
+        if t_ms.saturating_add(retention) < now {
             return Err(Error::invalid(format!(
                 "{t_ms} ms is outside the retention window ({} days)",
                 retention / 86_400_000
@@ -174,11 +174,11 @@ impl Object {
 
 /// Runs a pending restore before the object's database is opened:
 /// rebuild the file from the bucket, give it a new epoch, swap it in.
-pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> Result<()> {
+pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> Result<bool> {
     let marker = dir.join(RESTORE_MARKER);
     let text = match std::fs::read_to_string(&marker) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(format!("read {}", marker.display()), e)),
     };
     let target: Bookmark = text.trim().parse()?;
@@ -227,5 +227,6 @@ pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> R
     fsutil::sync_dir(dir)?;
     std::fs::remove_file(&marker)
         .map_err(|e| Error::io(format!("remove {}", marker.display()), e))?;
-    fsutil::sync_dir(dir)
+    fsutil::sync_dir(dir)?;
+    Ok(true)
 }

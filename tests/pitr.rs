@@ -462,12 +462,10 @@ fn retention_deletes_only_what_no_restore_in_the_window_needs() {
         marks.push(((100 + d) * day, o.current_bookmark()));
     }
     o.sync().unwrap().wait().unwrap();
-    let rep = store.gc("g").unwrap();
+    // GC also runs in the background after each snapshot; this call may
+    // find nothing left to do.
+    store.gc("g").unwrap();
     let h = store.history("g").unwrap();
-    assert!(
-        rep.deleted_snapshots > 0 && rep.deleted_segments > 0,
-        "{rep:?}"
-    );
     let oldest = h.epochs[0].first_seq().unwrap();
     // Inside the window (2 days + 1 hour of grace): still restorable.
     let (t_in, in_window) = marks[marks.len() - 2];

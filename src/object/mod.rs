@@ -102,7 +102,7 @@ impl Object {
         }
         // A restore scheduled by `restore_on_next_open` runs first, while
         // the database is closed and the object locked.
-        crate::pitr_api::restore_pending(&store, id, &dir)?;
+        let restored = crate::pitr_api::restore_pending(&store, id, &dir)?;
         let db_path = dir.join("db");
         let is_new = !db_path.exists();
         let conn = Connection::open(
@@ -157,6 +157,16 @@ impl Object {
             )?),
             _ => None,
         };
+        if restored && ship.is_some() {
+            // The new timeline is restorable once its base snapshot lands;
+            // wait for it so a restore is undoable as soon as open returns.
+            if !mark.wait_remote(seq, std::time::Duration::from_secs(60)) {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "the restored timeline's first snapshot could not be shipped",
+                ));
+            }
+        }
         Ok(Object {
             conn,
             mark,

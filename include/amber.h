@@ -52,7 +52,16 @@
  * may still pass it to amber is the one misuse amber cannot detect.
  *
  * Callbacks. amber_ticket_on_complete callbacks run on amber's syncer
- * threads (named amber-sync-N); see that function for what they may call.
+ * threads (named amber-sync-N), or at AMBER_DURABILITY_REMOTE on its
+ * shipper threads (amber-ship); see that function for what they may call.
+ *
+ * Point-in-time recovery. By default a store ships every commit to a
+ * bucket (a directory under its data directory, or a URL set with
+ * amber_config_set_bucket_url). Bookmarks name commits as 42-character
+ * strings; amber writes them into caller buffers of AMBER_BOOKMARK_SIZE
+ * bytes. amber_store_restore rebuilds an object's past into a file;
+ * amber_object_restore_on_next_open rewinds the live object and returns
+ * the bookmark that undoes it.
  *
  * Panics. No Rust panic crosses this boundary: a bug inside amber is
  * caught and returned as AMBER_ERR_INTERNAL.
@@ -72,19 +81,56 @@
 /**
  * Version of the C ABI. It grows when functions are added and changes
  * meaning only with a new major version of amber.
+ *
+ * 2 added point-in-time recovery: bookmarks, restore and verify
+ * (`amber_object_current_bookmark` and the functions after it),
+ * `AMBER_DURABILITY_REMOTE`, bucket URLs, `amber_config_disable_bucket`,
+ * `amber_config_set_pitr`, `AMBER_ERR_BAD_BOOKMARK` and
+ * `AMBER_ERR_BUFFER_TOO_SMALL`. Stores now ship to a default file bucket.
  */
-#define AMBER_ABI_VERSION 1
+#define AMBER_ABI_VERSION 2
 
 /**
- * Commits are durable once their WAL frames are fsync'd on local disk.
+ * A commit's ticket resolves once its WAL frames are fsync'd on local
+ * disk (the default). Commits still go to the bucket, if there is one,
+ * shortly after.
  */
 #define AMBER_DURABILITY_LOCAL 0
 
 /**
- * Commits are durable once shipped to the bucket. Not available yet:
- * `amber_config_set_durability` answers `AMBER_ERR_UNSUPPORTED`.
+ * A commit's ticket resolves once the commit, and every commit of the
+ * object before it, is in the bucket: a reply held on it survives the
+ * loss of the machine. Needs a bucket (`amber_store_open` refuses it with
+ * `amber_config_disable_bucket`); tickets then resolve after a PUT, so
+ * later than at `AMBER_DURABILITY_LOCAL`.
  */
 #define AMBER_DURABILITY_REMOTE 1
+
+/**
+ * How far back a restore may go, in milliseconds (default 30 days).
+ * History older than this is deleted after each snapshot.
+ */
+#define AMBER_PITR_RETENTION_MS 0
+
+/**
+ * How long the shipper waits for more commits before it uploads, in
+ * milliseconds (default 0: upload as soon as the previous upload of the
+ * object landed). Longer means fewer, larger PUTs, and tickets at
+ * `AMBER_DURABILITY_REMOTE` that resolve up to this much later.
+ */
+#define AMBER_PITR_FLUSH_INTERVAL_MS 1
+
+/**
+ * Least time between two snapshots of an object, in milliseconds
+ * (default 60000). Snapshots bound how much a restore reads.
+ */
+#define AMBER_PITR_SNAPSHOT_MIN_INTERVAL_MS 2
+
+/**
+ * Attempts per upload before the object is broken (default 8; its
+ * commits stay in the local WAL and are shipped on reopen).
+ */
+#define AMBER_PITR_UPLOAD_ATTEMPTS 3
 
 /**
  * Largest KV key, in bytes of UTF-8 (default 2048).
@@ -161,6 +207,27 @@
  * Do not keep the value in amber's cache once it is committed.
  */
 #define AMBER_WRITE_NO_CACHE 2
+
+/**
+ * Bytes a bookmark takes in a caller buffer: its 42 characters and a
+ * terminating NUL. Every function that writes a bookmark needs this much.
+ */
+#define AMBER_BOOKMARK_SIZE 43
+
+/**
+ * Restore to the newest commit the bucket holds.
+ */
+#define AMBER_RESTORE_LATEST 0
+
+/**
+ * Restore to exactly the commit `AmberRestoreTarget.bookmark` names.
+ */
+#define AMBER_RESTORE_BOOKMARK 1
+
+/**
+ * Restore to the last commit at or before `AmberRestoreTarget.time_ms`.
+ */
+#define AMBER_RESTORE_TIME 2
 
 /**
  * A store configuration being built. Made by `amber_config_new`, freed by
@@ -307,6 +374,67 @@ typedef void (*AmberTicketCallback)(void *user_data,
                                     const char *message);
 
 /**
+ * What `amber_store_restore` restores to. Build one with
+ * `amber_restore_latest()`, `amber_restore_bookmark(b)` or
+ * `amber_restore_time(ms)` (inline helpers at the end of this header).
+ */
+typedef struct AmberRestoreTarget {
+    /**
+     * `AMBER_RESTORE_LATEST`, `AMBER_RESTORE_BOOKMARK` or
+     * `AMBER_RESTORE_TIME`.
+     */
+    int32_t kind;
+    /**
+     * With `AMBER_RESTORE_BOOKMARK`: a NUL-terminated bookmark, borrowed
+     * for the call only. Ignored otherwise.
+     */
+    const char *bookmark;
+    /**
+     * With `AMBER_RESTORE_TIME`: milliseconds since the Unix epoch.
+     * Ignored otherwise.
+     */
+    uint64_t time_ms;
+} AmberRestoreTarget;
+
+/**
+ * What `amber_store_restore` produced. Written only on success.
+ */
+typedef struct AmberRestoreReport {
+    /**
+     * The commit the file holds, NUL-terminated.
+     */
+    char bookmark[AMBER_BOOKMARK_SIZE];
+    /**
+     * The commit asked for (the target resolved to a bookmark). Differs
+     * from `bookmark` only when `partial`.
+     */
+    char target[AMBER_BOOKMARK_SIZE];
+    /**
+     * When the commit in the file was made, in ms since the Unix epoch.
+     */
+    uint64_t commit_time_ms;
+    /**
+     * The history was damaged and `allow_partial` restored up to the
+     * last consistent commit instead of failing.
+     */
+    bool partial;
+    /**
+     * When `partial`, why the restore stopped early; NULL otherwise.
+     * Owned by the store handle; valid until the next call with it or
+     * its free.
+     */
+    const char *damage;
+    /**
+     * Bytes read from the bucket.
+     */
+    uint64_t bytes_fetched;
+    /**
+     * Commits applied on top of the snapshot the restore started from.
+     */
+    uint64_t records_applied;
+} AmberRestoreReport;
+
+/**
  * Success.
  */
 #define AMBER_OK 0
@@ -404,8 +532,7 @@ typedef void (*AmberTicketCallback)(void *user_data,
 #define AMBER_ERR_MISUSE 113
 
 /**
- * The feature exists in the ABI but not yet in this build (remote
- * durability, bucket URLs).
+ * The feature exists in the ABI but not in this build.
  */
 #define AMBER_ERR_UNSUPPORTED 114
 
@@ -414,6 +541,20 @@ typedef void (*AmberTicketCallback)(void *user_data,
  * object handle it happened on is closed.
  */
 #define AMBER_ERR_INTERNAL 115
+
+/**
+ * A string given as a bookmark is not one: not 42 characters, not
+ * `<16 hex>-<16 hex>-<8 hex>` in lowercase, or its check digits do not
+ * match (a typo). A well-formed bookmark that names no restorable commit
+ * is `AMBER_ERR_INVALID_INPUT` instead.
+ */
+#define AMBER_ERR_BAD_BOOKMARK 116
+
+/**
+ * A caller buffer is too small for what the call writes; nothing was
+ * done. Bookmarks need `AMBER_BOOKMARK_SIZE` bytes.
+ */
+#define AMBER_ERR_BUFFER_TOO_SMALL 117
 
 #ifdef __cplusplus
 extern "C" {
@@ -441,7 +582,9 @@ const char *amber_code_name(AmberCode code);
 
 /**
  * Starts a configuration with amber's defaults: data under `data_dir`
- * (created on open if missing), local durability, Durable Objects' limits.
+ * (created on open if missing), commits shipped to the file bucket
+ * `<data_dir>/bucket` for point-in-time recovery, local durability,
+ * Durable Objects' limits.
  *
  * `data_dir`: a NUL-terminated path, borrowed for the call only (any bytes
  * but NUL; it need not be UTF-8). `out_config` receives a new handle that
@@ -458,8 +601,8 @@ AmberCode amber_config_new(const char *data_dir, struct AmberConfig **out_config
 
 /**
  * Sets when a commit's ticket resolves: `AMBER_DURABILITY_LOCAL` (the
- * default). `AMBER_DURABILITY_REMOTE` answers `AMBER_ERR_UNSUPPORTED`
- * until log shipping exists; any other value `AMBER_ERR_INVALID_INPUT`.
+ * default) or `AMBER_DURABILITY_REMOTE`; any other value is
+ * `AMBER_ERR_INVALID_INPUT`.
  *
  * # Safety
  * `config` is NULL or a live handle from `amber_config_new`.
@@ -467,10 +610,15 @@ AmberCode amber_config_new(const char *data_dir, struct AmberConfig **out_config
 AmberCode amber_config_set_durability(struct AmberConfig *config, int32_t level);
 
 /**
- * Sets the bucket that commits are shipped to, such as
- * `s3://bucket/prefix` or `file:///var/amber-bucket`. Passing NULL
- * clears it (the default: no bucket). Until log shipping exists, any
- * non-NULL URL answers `AMBER_ERR_UNSUPPORTED`.
+ * Sets the bucket that commits are shipped to: `file:///abs/dir`,
+ * `memory://` (in this process only; for tests) or
+ * `s3://bucket/prefix?region=...` (credentials from the query or the
+ * `AWS_*` environment variables, never from the URL's authority).
+ * Passing NULL goes back to the default, `file://<data_dir>/bucket`. A
+ * URL amber does not accept (another scheme, a relative path, a bad S3
+ * bucket name, an unknown option) is `AMBER_ERR_INVALID_INPUT`, and the
+ * message says what is wrong; the setting is then unchanged. The bucket
+ * itself is first contacted by `amber_store_open`.
  *
  * `url`: NUL-terminated UTF-8, borrowed for the call only.
  *
@@ -479,6 +627,30 @@ AmberCode amber_config_set_durability(struct AmberConfig *config, int32_t level)
  * string.
  */
 AmberCode amber_config_set_bucket_url(struct AmberConfig *config, const char *url);
+
+/**
+ * Turns log shipping off: no bucket, so no bookmarks that can be
+ * restored, no restore, and no `AMBER_DURABILITY_REMOTE`. The PITR
+ * functions then answer `AMBER_ERR_INVALID_INPUT`. Undo it with
+ * `amber_config_set_bucket_url`.
+ *
+ * # Safety
+ * `config` is NULL or a live handle from `amber_config_new`.
+ */
+AmberCode amber_config_disable_bucket(struct AmberConfig *config);
+
+/**
+ * Sets one log-shipping setting (`AMBER_PITR_*`). Durations are in
+ * milliseconds. Retention, the snapshot interval and upload attempts must
+ * be at least 1; the flush interval may be 0. Durations are at most
+ * 100 years, the flush interval at most one hour, upload attempts at most
+ * 1000. An unknown setting or a value out of range is
+ * `AMBER_ERR_INVALID_INPUT`.
+ *
+ * # Safety
+ * `config` is NULL or a live handle from `amber_config_new`.
+ */
+AmberCode amber_config_set_pitr(struct AmberConfig *config, int32_t setting, uint64_t value);
 
 /**
  * Sets one size limit (`AMBER_LIMIT_*`) to `value`, which must be at
@@ -523,7 +695,10 @@ AmberCode amber_config_free(struct AmberConfig *config);
 
 /**
  * Opens the store described by `config`, creating its data directory if
- * needed, and starts its syncer threads.
+ * needed, and starts its syncer threads and, unless the bucket is
+ * disabled, its shipper threads. A bucket that cannot be opened, or
+ * `AMBER_DURABILITY_REMOTE` without a bucket, fails here
+ * (`AMBER_ERR_INVALID_INPUT` or `AMBER_ERR_IO`).
  *
  * `config` is borrowed for the call only; free it whenever you like.
  * `out_store` receives a new handle that the caller owns and frees with
@@ -578,7 +753,8 @@ const char *amber_store_errmsg(const struct AmberStore *store);
  * Object handles keep the store alive: its syncer threads stop, after
  * finishing every queued fsync, when the last store handle and the last
  * object handle made from it are freed; that last free blocks until they
- * have stopped. Returns `AMBER_ERR_BUSY` (freeing nothing) while another
+ * have stopped, and until uploads in flight to the bucket have landed
+ * (at most about 30 s). Returns `AMBER_ERR_BUSY` (freeing nothing) while another
  * thread uses the handle, and `AMBER_ERR_MISUSE` when called from a
  * ticket callback (a syncer thread cannot wait for itself to stop).
  *
@@ -1017,8 +1193,12 @@ AmberCode amber_ticket_wait(struct AmberTicket *ticket, int64_t timeout_ms, uint
  * Which thread runs it:
  * - if the ticket has already settled, the calling thread, before this
  *   function returns;
- * - normally, one of the store's syncer threads (named `amber-sync-N`),
- *   right after the fsync that made the commit durable;
+ * - normally, at `AMBER_DURABILITY_LOCAL`, one of the store's syncer
+ *   threads (named `amber-sync-N`), right after the fsync that made the
+ *   commit durable;
+ * - at `AMBER_DURABILITY_REMOTE`, one of the store's shipper threads
+ *   (named `amber-ship`), right after the upload that put the commit in
+ *   the bucket;
  * - if the object breaks first, the thread whose call broke it, inside
  *   that call;
  * - if amber drops the registration unsettled (it never does while the
@@ -1081,13 +1261,157 @@ const char *amber_ticket_errmsg(const struct AmberTicket *ticket);
  */
 AmberCode amber_ticket_free(struct AmberTicket *ticket);
 
+/**
+ * The bookmark of the object's last commit: written into `buf` as 42
+ * characters and a NUL. Before the first commit it names commit 0 of the
+ * object's timeline. It is restorable once the commit is in the bucket:
+ * at once when the ticket resolved at `AMBER_DURABILITY_REMOTE`, shortly
+ * after the commit otherwise.
+ *
+ * `buf`: `buf_len` writable bytes owned by the caller; it needs
+ * `AMBER_BOOKMARK_SIZE` (43). A smaller buffer is
+ * `AMBER_ERR_BUFFER_TOO_SMALL`, and nothing is written.
+ *
+ * # Safety
+ * `obj` is NULL or a live handle; `buf` is NULL or valid for writing
+ * `buf_len` bytes.
+ */
+AmberCode amber_object_current_bookmark(struct AmberObject *obj, char *buf, size_t buf_len);
+
+/**
+ * The bookmark of the last commit of the object called `name` at or
+ * before `t_ms` (milliseconds since the Unix epoch), on the timeline that
+ * was live then, written into `buf` as for
+ * `amber_object_current_bookmark`. Reads the bucket; the object may be
+ * open or not.
+ *
+ * `AMBER_ERR_INVALID_INPUT` when `t_ms` is above `INT64_MAX`, older than
+ * the retention window, or before the object's history in the bucket
+ * starts, and when the store has no bucket; the message says which.
+ * `AMBER_ERR_MISUSE` from a ticket callback.
+ *
+ * `name`: `name_len` bytes of UTF-8, borrowed for the call only.
+ *
+ * # Safety
+ * `store` is NULL or a live handle; `name` is NULL or points to
+ * `name_len` readable bytes; `buf` is NULL or valid for writing
+ * `buf_len` bytes.
+ */
+AmberCode amber_store_bookmark_for_time(struct AmberStore *store,
+                                        const char *name,
+                                        size_t name_len,
+                                        uint64_t t_ms,
+                                        char *buf,
+                                        size_t buf_len);
+
+/**
+ * Rebuilds the object called `name` as it was at `target` into a new
+ * SQLite database file at `out_path`, from the bucket alone. The live
+ * object is not touched (it may be open, even in a turn). The file is a
+ * plain SQLite database (WAL mode, no WAL file): open it with SQLite to
+ * inspect or export the past state.
+ *
+ * `target`: borrowed for the call only (see `AmberRestoreTarget`).
+ * `out_path`: NUL-terminated (any bytes but NUL), borrowed for the call
+ * only; the file must not exist: amber never overwrites. Its directory
+ * must exist and be writable: amber restores into a temporary file there
+ * (`.<name>.amber-restore-*`) and links it to `out_path` when complete,
+ * so `out_path` never shows a half-written file, and on failure nothing
+ * is left behind.
+ *
+ * `allow_partial`: when the history is damaged (a segment missing or
+ * failing its checks), false fails with `AMBER_ERR_CORRUPTION`, naming
+ * the last consistent bookmark in the message; true restores up to that
+ * bookmark and reports `partial`.
+ *
+ * `out_report` (may be NULL) receives what was restored. Codes:
+ * `AMBER_ERR_BAD_BOOKMARK` for a target bookmark that is not one;
+ * `AMBER_ERR_INVALID_INPUT` for an unknown target kind, a time as for
+ * `amber_store_bookmark_for_time`, a well-formed bookmark that names no
+ * commit in the bucket (unknown timeline, past the newest commit, older
+ * than retention), an empty or existing `out_path`, or no bucket;
+ * `AMBER_ERR_IO` when the bucket or the file system fails;
+ * `AMBER_ERR_MISUSE` from a ticket callback.
+ *
+ * # Safety
+ * `store` is NULL or a live handle; `name` is NULL or points to
+ * `name_len` readable bytes; `target` is NULL or points to a readable
+ * `AmberRestoreTarget` whose `bookmark`, when used, is NULL or a
+ * NUL-terminated string; `out_path` is NULL or a NUL-terminated string;
+ * `out_report` is NULL or valid for writing one `AmberRestoreReport`.
+ */
+AmberCode amber_store_restore(struct AmberStore *store,
+                              const char *name,
+                              size_t name_len,
+                              const struct AmberRestoreTarget *target,
+                              const char *out_path,
+                              bool allow_partial,
+                              struct AmberRestoreReport *out_report);
+
+/**
+ * Arranges for the object to be restored to `bookmark` (SQL, KV and the
+ * alarm together) when it is next opened, and closes this handle.
+ *
+ * In order: the turn's writes are committed; amber waits until every
+ * commit is durable and in the bucket; it writes the bookmark of that
+ * current state into `undo_buf` (restoring to it undoes the restore);
+ * it leaves a marker, and releases the object as `amber_object_close`
+ * does. Every later call on the handle returns `AMBER_ERR_CLOSED`: free
+ * it, and open the object again to run the restore. The restore starts a
+ * new timeline, so the history after `bookmark`, including the undo
+ * bookmark, stays restorable.
+ *
+ * `bookmark`: NUL-terminated, borrowed for the call only; it must name a
+ * commit the bucket holds on one of the object's timelines
+ * (`AMBER_ERR_BAD_BOOKMARK` when it is not a bookmark at all,
+ * `AMBER_ERR_INVALID_INPUT` when it is not restorable; the object is
+ * left open and unchanged in both cases). `undo_buf`: `undo_len`
+ * writable bytes owned by the caller, at least `AMBER_BOOKMARK_SIZE`
+ * (else `AMBER_ERR_BUFFER_TOO_SMALL` before anything happens), or NULL to
+ * discard the undo bookmark. Calling it inside a turn begun with
+ * `amber_object_begin_turn` is `AMBER_ERR_MISUSE`: end the turn first.
+ * `AMBER_ERR_IO` when the current state could not be shipped (nothing is
+ * scheduled then). If the final close fails, the restore is still
+ * scheduled and `undo_buf` is written.
+ *
+ * # Safety
+ * `obj` is NULL or a live handle; `bookmark` is NULL or a NUL-terminated
+ * string; `undo_buf` is NULL or valid for writing `undo_len` bytes.
+ */
+AmberCode amber_object_restore_on_next_open(struct AmberObject *obj,
+                                            const char *bookmark,
+                                            char *undo_buf,
+                                            size_t undo_len);
+
+/**
+ * Reads every snapshot and segment the bucket holds for the object called
+ * `name`, checks every CRC and the continuity of each timeline, and sets
+ * `*out_ok` to whether all is sound. `out_problems` (may be NULL)
+ * receives NULL when sound, else a description of every problem, one per
+ * line, owned by the store handle and valid until the next call with it
+ * or its free. `AMBER_OK` means the check ran, whatever it found; a
+ * bucket that cannot be read is `AMBER_ERR_IO`, no bucket
+ * `AMBER_ERR_INVALID_INPUT`, a ticket callback `AMBER_ERR_MISUSE`.
+ *
+ * # Safety
+ * `store` is NULL or a live handle; `name` is NULL or points to
+ * `name_len` readable bytes; `out_ok` is NULL or valid for writing one
+ * `bool`; `out_problems` is NULL or valid for writing one pointer.
+ */
+AmberCode amber_store_verify(struct AmberStore *store,
+                             const char *name,
+                             size_t name_len,
+                             bool *out_ok,
+                             const char **out_problems);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* AMBER_H */
 
-/* Helpers to build parameters for amber_exec. (cbindgen puts this after the
+/* Helpers to build parameters for amber_exec and targets for
+ * amber_store_restore. (cbindgen puts this after the
  * include guard, so it carries its own.) */
 #ifndef AMBER_H_VALUE_HELPERS
 #define AMBER_H_VALUE_HELPERS
@@ -1128,6 +1452,28 @@ static inline AmberValue amber_value_blob(const void *data, size_t len) {
     v.data = data;
     v.len = len;
     return v;
+}
+
+/* Targets for amber_store_restore. `bookmark` is borrowed until the call returns. */
+static inline AmberRestoreTarget amber_restore_latest(void) {
+    AmberRestoreTarget t;
+    memset(&t, 0, sizeof t);
+    t.kind = AMBER_RESTORE_LATEST;
+    return t;
+}
+
+static inline AmberRestoreTarget amber_restore_bookmark(const char *bookmark) {
+    AmberRestoreTarget t = amber_restore_latest();
+    t.kind = AMBER_RESTORE_BOOKMARK;
+    t.bookmark = bookmark;
+    return t;
+}
+
+static inline AmberRestoreTarget amber_restore_time(uint64_t time_ms) {
+    AmberRestoreTarget t = amber_restore_latest();
+    t.kind = AMBER_RESTORE_TIME;
+    t.time_ms = time_ms;
+    return t;
 }
 
 #endif  /* AMBER_H_VALUE_HELPERS */

@@ -55,6 +55,8 @@ fn header_is_generated_from_the_source_and_checked_in() {
         "amber_kv_list",
         "amber_ticket_on_complete",
         "amber_alarm_set",
+        "amber_store_restore",
+        "amber_object_restore_on_next_open",
         "typedef struct AmberObject AmberObject;",
     ] {
         assert!(fresh.contains(name), "the header lacks {name}");
@@ -185,10 +187,19 @@ fn newest_copy(reported: &Path) -> PathBuf {
     }
 }
 
-/// Compiles `tests/c/<name>.c` against include/amber.h and the static
-/// library, with warnings as errors.
+/// The files linked into a C program besides `<name>.c`.
+fn extra_sources(name: &str) -> &'static [&'static str] {
+    match name {
+        "capi_test" => &["capi_pitr.c"],
+        _ => &[],
+    }
+}
+
+/// Compiles `tests/c/<name>.c` (and its `extra_sources`) against
+/// include/amber.h and the static library, with warnings as errors.
 fn compile_c(name: &str, out_dir: &Path) -> PathBuf {
-    let src = root().join("tests/c").join(format!("{name}.c"));
+    let dir = root().join("tests/c");
+    let src = dir.join(format!("{name}.c"));
     let exe = out_dir.join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = Command::new(&cc)
@@ -196,6 +207,7 @@ fn compile_c(name: &str, out_dir: &Path) -> PathBuf {
         .arg("-I")
         .arg(root().join("include"))
         .arg(&src)
+        .args(extra_sources(name).iter().map(|f| dir.join(f)))
         .arg(static_lib())
         .args(["-lpthread", "-ldl", "-lm"])
         .arg("-o")
@@ -239,7 +251,7 @@ fn run_c(name: &str, wrapper: &[&str]) -> Output {
 }
 
 #[test]
-fn c_program_runs_open_sql_kv_turns_tickets_callbacks_close_and_hostile_input() {
+fn c_program_runs_open_sql_kv_turns_tickets_callbacks_close_pitr_and_hostile_input() {
     let out = run_c("capi_test", &[]);
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -519,4 +531,65 @@ fn freeing_a_store_or_object_from_a_ticket_callback_is_refused() {
         .recv_timeout(std::time::Duration::from_secs(10))
         .expect("the callback ran");
     assert_eq!(codes, (AMBER_ERR_MISUSE, AMBER_ERR_MISUSE));
+}
+
+unsafe extern "C" fn pitr_from_callback(
+    user: *mut std::ffi::c_void,
+    _code: AmberCode,
+    _seq: u64,
+    _msg: *const std::ffi::c_char,
+) {
+    // SAFETY: `user` is the probe the test boxed for this one callback.
+    let probe = unsafe { Box::from_raw(user.cast::<CallbackProbe>()) };
+    let mut buf = [0 as std::ffi::c_char; AMBER_BOOKMARK_SIZE];
+    let mut ok = false;
+    // SAFETY: the store handle stays live until the test frees it, after
+    // this callback has reported back; the buffers are valid.
+    let codes = unsafe {
+        (
+            amber_store_bookmark_for_time(
+                probe.store,
+                c"o".as_ptr(),
+                1,
+                0,
+                buf.as_mut_ptr(),
+                buf.len(),
+            ),
+            amber_store_verify(probe.store, c"o".as_ptr(), 1, &mut ok, std::ptr::null_mut()),
+        )
+    };
+    let _ = probe.tx.send(codes);
+}
+
+#[test]
+fn pitr_calls_from_a_ticket_callback_are_refused() {
+    let f = fixture();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let probe = Box::new(CallbackProbe {
+        store: f.store,
+        obj: f.obj,
+        tx,
+    });
+    // SAFETY: live handles and valid pointers; the probe is handed to the
+    // callback, which frees it.
+    unsafe {
+        assert_eq!(
+            amber_kv_put(f.obj, c"k".as_ptr(), 1, b"v".as_ptr(), 1, 0),
+            AMBER_OK
+        );
+        let mut ticket = std::ptr::null_mut();
+        assert_eq!(amber_object_end_turn(f.obj, &mut ticket), AMBER_OK);
+        let user = Box::into_raw(probe).cast();
+        assert_eq!(
+            amber_ticket_on_complete(ticket, Some(pitr_from_callback), user),
+            AMBER_OK
+        );
+        assert_eq!(amber_ticket_free(ticket), AMBER_OK);
+    }
+    let codes = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the callback ran");
+    assert_eq!(codes, (AMBER_ERR_MISUSE, AMBER_ERR_MISUSE));
+    // SAFETY: live handle; the message is copied at once.
+    assert!(msg(unsafe { amber_store_errmsg(f.store) }).contains("ticket callback"));
 }

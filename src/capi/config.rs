@@ -4,13 +4,15 @@
 use std::ffi::{c_char, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
+use std::time::Duration;
+
 use super::args::{c_bytes, c_str, Out};
 use super::error::{
-    AmberCode, CError, ErrorSlot, AMBER_ERR_INTERNAL, AMBER_ERR_INVALID_INPUT,
-    AMBER_ERR_UNSUPPORTED, AMBER_OK,
+    AmberCode, CError, ErrorSlot, AMBER_ERR_INTERNAL, AMBER_ERR_INVALID_INPUT, AMBER_OK,
 };
 use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
-use crate::config::Config;
+use crate::config::{BucketConfig, Config, DurabilityLevel};
+use crate::pitr::BucketUrl;
 
 /// A store configuration being built. Made by `amber_config_new`, freed by
 /// `amber_config_free`. Used by one thread at a time.
@@ -36,11 +38,31 @@ impl Handle for AmberConfig {
     }
 }
 
-/// Commits are durable once their WAL frames are fsync'd on local disk.
+/// A commit's ticket resolves once its WAL frames are fsync'd on local
+/// disk (the default). Commits still go to the bucket, if there is one,
+/// shortly after.
 pub const AMBER_DURABILITY_LOCAL: i32 = 0;
-/// Commits are durable once shipped to the bucket. Not available yet:
-/// `amber_config_set_durability` answers `AMBER_ERR_UNSUPPORTED`.
+/// A commit's ticket resolves once the commit, and every commit of the
+/// object before it, is in the bucket: a reply held on it survives the
+/// loss of the machine. Needs a bucket (`amber_store_open` refuses it with
+/// `amber_config_disable_bucket`); tickets then resolve after a PUT, so
+/// later than at `AMBER_DURABILITY_LOCAL`.
 pub const AMBER_DURABILITY_REMOTE: i32 = 1;
+
+/// How far back a restore may go, in milliseconds (default 30 days).
+/// History older than this is deleted after each snapshot.
+pub const AMBER_PITR_RETENTION_MS: i32 = 0;
+/// How long the shipper waits for more commits before it uploads, in
+/// milliseconds (default 0: upload as soon as the previous upload of the
+/// object landed). Longer means fewer, larger PUTs, and tickets at
+/// `AMBER_DURABILITY_REMOTE` that resolve up to this much later.
+pub const AMBER_PITR_FLUSH_INTERVAL_MS: i32 = 1;
+/// Least time between two snapshots of an object, in milliseconds
+/// (default 60000). Snapshots bound how much a restore reads.
+pub const AMBER_PITR_SNAPSHOT_MIN_INTERVAL_MS: i32 = 2;
+/// Attempts per upload before the object is broken (default 8; its
+/// commits stay in the local WAL and are shipped on reopen).
+pub const AMBER_PITR_UPLOAD_ATTEMPTS: i32 = 3;
 
 /// Largest KV key, in bytes of UTF-8 (default 2048).
 pub const AMBER_LIMIT_MAX_KEY_BYTES: i32 = 0;
@@ -60,7 +82,9 @@ pub const AMBER_LIMIT_MAX_LIKE_PATTERN: i32 = 6;
 pub const AMBER_LIMIT_MAX_OBJECT_BYTES: i32 = 7;
 
 /// Starts a configuration with amber's defaults: data under `data_dir`
-/// (created on open if missing), local durability, Durable Objects' limits.
+/// (created on open if missing), commits shipped to the file bucket
+/// `<data_dir>/bucket` for point-in-time recovery, local durability,
+/// Durable Objects' limits.
 ///
 /// `data_dir`: a NUL-terminated path, borrowed for the call only (any bytes
 /// but NUL; it need not be UTF-8). `out_config` receives a new handle that
@@ -102,8 +126,8 @@ pub unsafe extern "C" fn amber_config_new(
 }
 
 /// Sets when a commit's ticket resolves: `AMBER_DURABILITY_LOCAL` (the
-/// default). `AMBER_DURABILITY_REMOTE` answers `AMBER_ERR_UNSUPPORTED`
-/// until log shipping exists; any other value `AMBER_ERR_INVALID_INPUT`.
+/// default) or `AMBER_DURABILITY_REMOTE`; any other value is
+/// `AMBER_ERR_INVALID_INPUT`.
 ///
 /// # Safety
 /// `config` is NULL or a live handle from `amber_config_new`.
@@ -114,26 +138,30 @@ pub unsafe extern "C" fn amber_config_set_durability(
 ) -> AmberCode {
     // SAFETY: the caller's contract above.
     let config = unsafe { Ptr::new(config) };
-    handle::call(config, |st| match level {
-        AMBER_DURABILITY_LOCAL => {
-            st.config.durability = crate::config::DurabilityLevel::Local;
-            Ok(AMBER_OK)
-        }
-        AMBER_DURABILITY_REMOTE => Err(CError::new(
-            AMBER_ERR_UNSUPPORTED,
-            "remote durability needs log shipping, which this build does not have yet",
-        )),
-        other => Err(CError::new(
-            AMBER_ERR_INVALID_INPUT,
-            format!("unknown durability level {other}"),
-        )),
+    handle::call(config, |st| {
+        st.config.durability = match level {
+            AMBER_DURABILITY_LOCAL => DurabilityLevel::Local,
+            AMBER_DURABILITY_REMOTE => DurabilityLevel::Remote,
+            other => {
+                return Err(CError::new(
+                    AMBER_ERR_INVALID_INPUT,
+                    format!("unknown durability level {other}"),
+                ))
+            }
+        };
+        Ok(AMBER_OK)
     })
 }
 
-/// Sets the bucket that commits are shipped to, such as
-/// `s3://bucket/prefix` or `file:///var/amber-bucket`. Passing NULL
-/// clears it (the default: no bucket). Until log shipping exists, any
-/// non-NULL URL answers `AMBER_ERR_UNSUPPORTED`.
+/// Sets the bucket that commits are shipped to: `file:///abs/dir`,
+/// `memory://` (in this process only; for tests) or
+/// `s3://bucket/prefix?region=...` (credentials from the query or the
+/// `AWS_*` environment variables, never from the URL's authority).
+/// Passing NULL goes back to the default, `file://<data_dir>/bucket`. A
+/// URL amber does not accept (another scheme, a relative path, a bad S3
+/// bucket name, an unknown option) is `AMBER_ERR_INVALID_INPUT`, and the
+/// message says what is wrong; the setting is then unchanged. The bucket
+/// itself is first contacted by `amber_store_open`.
 ///
 /// `url`: NUL-terminated UTF-8, borrowed for the call only.
 ///
@@ -147,16 +175,83 @@ pub unsafe extern "C" fn amber_config_set_bucket_url(
 ) -> AmberCode {
     // SAFETY: the caller's contract above.
     let config = unsafe { Ptr::new(config) };
-    handle::call(config, |_st| {
+    handle::call(config, |st| {
         if url.is_null() {
+            st.config.bucket = BucketConfig::Default;
             return Ok(AMBER_OK);
         }
         // SAFETY: non-NULL, NUL-terminated per the contract.
         let url = unsafe { c_str(url, "url") }?;
-        Err(CError::new(
-            AMBER_ERR_UNSUPPORTED,
-            format!("bucket `{url}`: log shipping is not in this build yet"),
-        ))
+        BucketUrl::parse(url).map_err(|e| CError::new(AMBER_ERR_INVALID_INPUT, e.to_string()))?;
+        st.config.bucket = BucketConfig::Url(url.to_owned());
+        Ok(AMBER_OK)
+    })
+}
+
+/// Turns log shipping off: no bucket, so no bookmarks that can be
+/// restored, no restore, and no `AMBER_DURABILITY_REMOTE`. The PITR
+/// functions then answer `AMBER_ERR_INVALID_INPUT`. Undo it with
+/// `amber_config_set_bucket_url`.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_disable_bucket(config: *mut AmberConfig) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |st| {
+        st.config.bucket = BucketConfig::Disabled;
+        Ok(AMBER_OK)
+    })
+}
+
+/// Sets one log-shipping setting (`AMBER_PITR_*`). Durations are in
+/// milliseconds. Retention, the snapshot interval and upload attempts must
+/// be at least 1; the flush interval may be 0. Durations are at most
+/// 100 years, the flush interval at most one hour, upload attempts at most
+/// 1000. An unknown setting or a value out of range is
+/// `AMBER_ERR_INVALID_INPUT`.
+///
+/// # Safety
+/// `config` is NULL or a live handle from `amber_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_config_set_pitr(
+    config: *mut AmberConfig,
+    setting: i32,
+    value: u64,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let config = unsafe { Ptr::new(config) };
+    handle::call(config, |st| {
+        const HOUR_MS: u64 = 3_600_000;
+        const CENTURY_MS: u64 = 100 * 366 * 24 * HOUR_MS;
+        let (name, min, max) = match setting {
+            AMBER_PITR_RETENTION_MS => ("retention", 1, CENTURY_MS),
+            AMBER_PITR_FLUSH_INTERVAL_MS => ("flush interval", 0, HOUR_MS),
+            AMBER_PITR_SNAPSHOT_MIN_INTERVAL_MS => ("snapshot interval", 1, CENTURY_MS),
+            AMBER_PITR_UPLOAD_ATTEMPTS => ("upload attempts", 1, 1000),
+            other => {
+                return Err(CError::new(
+                    AMBER_ERR_INVALID_INPUT,
+                    format!("unknown PITR setting {other}"),
+                ))
+            }
+        };
+        if !(min..=max).contains(&value) {
+            return Err(CError::new(
+                AMBER_ERR_INVALID_INPUT,
+                format!("{name} must be {min} to {max}, not {value}"),
+            ));
+        }
+        let ms = Duration::from_millis(value);
+        let p = &mut st.config.pitr;
+        match setting {
+            AMBER_PITR_RETENTION_MS => p.retention = ms,
+            AMBER_PITR_FLUSH_INTERVAL_MS => p.flush_interval = ms,
+            AMBER_PITR_SNAPSHOT_MIN_INTERVAL_MS => p.snapshot_min_interval = ms,
+            _ => p.upload_attempts = value as u32,
+        }
+        Ok(AMBER_OK)
     })
 }
 

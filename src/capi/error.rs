@@ -59,12 +59,19 @@ pub const AMBER_ERR_BUSY: AmberCode = 112;
 /// `amber_object_begin_turn`, a column index out of range, freeing a
 /// store from a ticket callback).
 pub const AMBER_ERR_MISUSE: AmberCode = 113;
-/// The feature exists in the ABI but not yet in this build (remote
-/// durability, bucket URLs).
+/// The feature exists in the ABI but not in this build.
 pub const AMBER_ERR_UNSUPPORTED: AmberCode = 114;
 /// A bug in amber: it panicked. The panic was caught at the boundary; an
 /// object handle it happened on is closed.
 pub const AMBER_ERR_INTERNAL: AmberCode = 115;
+/// A string given as a bookmark is not one: not 42 characters, not
+/// `<16 hex>-<16 hex>-<8 hex>` in lowercase, or its check digits do not
+/// match (a typo). A well-formed bookmark that names no restorable commit
+/// is `AMBER_ERR_INVALID_INPUT` instead.
+pub const AMBER_ERR_BAD_BOOKMARK: AmberCode = 116;
+/// A caller buffer is too small for what the call writes; nothing was
+/// done. Bookmarks need `AMBER_BOOKMARK_SIZE` bytes.
+pub const AMBER_ERR_BUFFER_TOO_SMALL: AmberCode = 117;
 
 /// The name of a result code, such as "AMBER_ERR_BUSY", or "AMBER_UNKNOWN".
 ///
@@ -96,6 +103,8 @@ fn code_name(code: AmberCode) -> &'static CStr {
         AMBER_ERR_MISUSE => c"AMBER_ERR_MISUSE",
         AMBER_ERR_UNSUPPORTED => c"AMBER_ERR_UNSUPPORTED",
         AMBER_ERR_INTERNAL => c"AMBER_ERR_INTERNAL",
+        AMBER_ERR_BAD_BOOKMARK => c"AMBER_ERR_BAD_BOOKMARK",
+        AMBER_ERR_BUFFER_TOO_SMALL => c"AMBER_ERR_BUFFER_TOO_SMALL",
         _ => c"AMBER_UNKNOWN",
     }
 }

@@ -20,6 +20,7 @@
 //! | `kv.rs` | the KV API |
 //! | `alarm.rs` | the alarm |
 //! | `ticket.rs` | durability tickets and their callbacks |
+//! | `pitr.rs` | bookmarks, restore, verify (point-in-time recovery) |
 
 // Helpers shared by the entry points.
 mod args;
@@ -45,6 +46,8 @@ mod alarm;
 
 mod ticket;
 
+mod pitr;
+
 use std::ffi::c_char;
 
 pub use alarm::*;
@@ -53,13 +56,20 @@ pub use cursor::*;
 pub use error::*;
 pub use kv::*;
 pub use object::*;
+pub use pitr::*;
 pub use sql::*;
 pub use store::*;
 pub use ticket::*;
 
 /// Version of the C ABI. It grows when functions are added and changes
 /// meaning only with a new major version of amber.
-pub const AMBER_ABI_VERSION: u32 = 1;
+///
+/// 2 added point-in-time recovery: bookmarks, restore and verify
+/// (`amber_object_current_bookmark` and the functions after it),
+/// `AMBER_DURABILITY_REMOTE`, bucket URLs, `amber_config_disable_bucket`,
+/// `amber_config_set_pitr`, `AMBER_ERR_BAD_BOOKMARK` and
+/// `AMBER_ERR_BUFFER_TOO_SMALL`. Stores now ship to a default file bucket.
+pub const AMBER_ABI_VERSION: u32 = 2;
 
 /// amber's version, as a NUL-terminated string.
 ///

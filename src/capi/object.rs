@@ -25,10 +25,10 @@ pub struct AmberObject {
 }
 
 pub(crate) struct ObjectState {
-    object: Option<Object>,
+    pub(super) object: Option<Object>,
     /// The thread that began the current turn, if one did (its
     /// `thread_token`).
-    turn_owner: Option<usize>,
+    pub(super) turn_owner: Option<usize>,
     slot: ErrorSlot,
 }
 

@@ -1,6 +1,6 @@
 //! `AmberStore`: an open store.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 
 use super::args::Out;
 use super::config::AmberConfig;
@@ -18,6 +18,9 @@ pub struct AmberStore {
 
 pub(crate) struct StoreState {
     pub(crate) store: Store,
+    /// Text a successful call hands out by pointer (a partial restore's
+    /// damage, verify's problems); replaced by the next PITR call.
+    pub(crate) detail: Option<CString>,
     slot: ErrorSlot,
 }
 
@@ -38,13 +41,17 @@ fn new_handle(store: Store) -> *mut AmberStore {
     into_raw(AmberStore {
         cell: Exclusive::new(StoreState {
             store,
+            detail: None,
             slot: ErrorSlot::default(),
         }),
     })
 }
 
 /// Opens the store described by `config`, creating its data directory if
-/// needed, and starts its syncer threads.
+/// needed, and starts its syncer threads and, unless the bucket is
+/// disabled, its shipper threads. A bucket that cannot be opened, or
+/// `AMBER_DURABILITY_REMOTE` without a bucket, fails here
+/// (`AMBER_ERR_INVALID_INPUT` or `AMBER_ERR_IO`).
 ///
 /// `config` is borrowed for the call only; free it whenever you like.
 /// `out_store` receives a new handle that the caller owns and frees with
@@ -142,7 +149,8 @@ pub unsafe extern "C" fn amber_store_errmsg(store: *const AmberStore) -> *const 
 /// Object handles keep the store alive: its syncer threads stop, after
 /// finishing every queued fsync, when the last store handle and the last
 /// object handle made from it are freed; that last free blocks until they
-/// have stopped. Returns `AMBER_ERR_BUSY` (freeing nothing) while another
+/// have stopped, and until uploads in flight to the bucket have landed
+/// (at most about 30 s). Returns `AMBER_ERR_BUSY` (freeing nothing) while another
 /// thread uses the handle, and `AMBER_ERR_MISUSE` when called from a
 /// ticket callback (a syncer thread cannot wait for itself to stop).
 ///

@@ -1,5 +1,6 @@
 //! `AmberTicket`: a claim on a commit's durability, and completion
-//! callbacks that run on amber's syncer threads.
+//! callbacks that run on amber's syncer (or, at remote durability,
+//! shipper) threads.
 
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -73,7 +74,7 @@ struct Completion {
     fired: bool,
 }
 
-// SAFETY: `Completion` is sent to the syncer thread that settles the
+// SAFETY: `Completion` is sent to the syncer or shipper thread that settles the
 // ticket. The function pointer is plain code; `user_data` is only handed
 // back to that code, and the header's contract for
 // `amber_ticket_on_complete` makes the caller guarantee the callback and
@@ -199,8 +200,12 @@ pub unsafe extern "C" fn amber_ticket_wait(
 /// Which thread runs it:
 /// - if the ticket has already settled, the calling thread, before this
 ///   function returns;
-/// - normally, one of the store's syncer threads (named `amber-sync-N`),
-///   right after the fsync that made the commit durable;
+/// - normally, at `AMBER_DURABILITY_LOCAL`, one of the store's syncer
+///   threads (named `amber-sync-N`), right after the fsync that made the
+///   commit durable;
+/// - at `AMBER_DURABILITY_REMOTE`, one of the store's shipper threads
+///   (named `amber-ship`), right after the upload that put the commit in
+///   the bucket;
 /// - if the object breaks first, the thread whose call broke it, inside
 ///   that call;
 /// - if amber drops the registration unsettled (it never does while the

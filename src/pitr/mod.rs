@@ -11,6 +11,7 @@
 
 pub mod bucket;
 mod codec;
+pub mod faulty;
 pub mod history;
 pub mod keys;
 pub mod restore;

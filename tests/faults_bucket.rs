@@ -234,7 +234,7 @@ fn run_seed(seed: u64, turns: u64) -> Stats {
         stats.restores += 1;
     }
     let rep = truth.store.verify("obj").unwrap();
-    assert!(rep.is_ok(), "seed {seed}: verify: {rep:?}");
+    assert!(rep.is_ok(), "seed {seed}: verify: {rep:?}\nhistory: {h:#?}");
     assert!(
         faulty.injected().total() > 0,
         "seed {seed}: no fault was injected"
@@ -300,6 +300,28 @@ fn a_bucket_outage_holds_every_ticket_and_loses_nothing() {
     let (bm, st) = truth.restore(RestoreTarget::Latest).unwrap();
     assert_eq!(bm.seq(), n2);
     assert_eq!(st.kv.get("during").map(Vec::as_slice), Some(&b"2"[..]));
+
+    // Regression: closing the broken object used to checkpoint and delete
+    // the WAL (SQLite's close-time checkpoint), so the reopen found the
+    // commit in neither the WAL nor the bucket and bridged the gap with a
+    // snapshot: commit n2 lost its own point in time and `verify` reported
+    // it missing. The commit must ship as a segment of its own.
+    o.put("after", b"3").unwrap();
+    let n3 = o.end_turn().unwrap().wait().unwrap();
+    let h = truth.store.history("obj").unwrap();
+    let ep = h.epoch(0).unwrap();
+    assert!(
+        ep.segments.iter().any(|s| s.first <= n2 && n2 <= s.last),
+        "commit {n2} is in no segment: {:?}",
+        ep.segments
+    );
+    assert_eq!(ep.snapshots.len(), 1, "no bridging snapshot expected");
+    let rep = truth.store.verify("obj").unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    let (bm, _) = truth
+        .restore(RestoreTarget::Bookmark(Bookmark::new(0, n3)))
+        .unwrap();
+    assert_eq!(bm.seq(), n3);
 }
 
 #[test]

@@ -111,6 +111,11 @@ impl Object {
             store.config.allowed_pragmas.clone(),
         )?;
         configure(&conn, &store, is_new)?;
+        if store.shipper.is_some() {
+            // Closing must not checkpoint: commits still queued for the
+            // bucket live only in the WAL, which the next open ships.
+            conn.set_checkpoint_on_close(false).map_err(Error::sqlite)?;
+        }
         let (seq, time_ms) = init_schema(&conn, name)?;
         if is_new {
             // Make the new database and its directory entries durable

@@ -51,7 +51,7 @@ impl Store {
         let id = self.id_from_name(name)?;
         let retention = self.config().pitr.retention.as_millis() as u64;
         let now = self.config().clock.now_ms();
-        if t_ms + retention < now {
+        if t_ms.saturating_add(retention) < now {
             return Err(Error::invalid(format!(
                 "{t_ms} ms is outside the retention window ({} days)",
                 retention / 86_400_000

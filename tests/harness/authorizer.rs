@@ -55,8 +55,12 @@ fn literals(sql: &str) -> Vec<String> {
 /// What only amber may change: the reserved schema, KV and meta rows, and
 /// the journal mode.
 fn reserved_state(db: &Path) -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
-    let conn = Connection::open(db, "\u{1}none", vec!["journal_mode".into(), "integrity_check".into()])
-        .expect("open the database below amber");
+    let conn = Connection::open(
+        db,
+        "\u{1}none",
+        vec!["journal_mode".into(), "integrity_check".into()],
+    )
+    .expect("open the database below amber");
     let q = |sql: &str| {
         let (st, _) = conn.prepare_next(sql, false).expect(sql);
         let mut st = st.expect(sql);

@@ -70,11 +70,7 @@ fn read_sql(o: &mut Object) -> Map {
         .expect("rows");
     rows.into_iter()
         .map(|r| {
-            let k = r
-                .get(0)
-                .and_then(|v| v.as_str())
-                .expect("text")
-                .to_string();
+            let k = r.get(0).and_then(|v| v.as_str()).expect("text").to_string();
             let v = r.get(1).and_then(|v| v.as_blob()).expect("blob").to_vec();
             (k, v)
         })

@@ -14,8 +14,11 @@ pub mod kv_sql_ops;
 pub mod restore_mutated;
 pub mod restored;
 
+/// A fuzz target's checks: panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("segment_decode", decoders::segment),
     ("snapshot_decode", decoders::snapshot),
     ("restore_mutated", restore_mutated::run),

@@ -54,8 +54,10 @@ fn build() -> Pristine {
     let mut states = vec![DbState::default(); o.seq() as usize + 1];
     o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, body BLOB)", &[])
         .expect("create");
-    let mut live = DbState::default();
-    live.seq = o.end_turn().expect("turn").wait().expect("durable");
+    let mut live = DbState {
+        seq: o.end_turn().expect("turn").wait().expect("durable"),
+        ..DbState::default()
+    };
     states.push(live.clone());
     for i in 1..=24u64 {
         let v = value(i);
@@ -159,7 +161,7 @@ pub fn run(data: &[u8]) {
     }
     let latest = (p.states.len() - 1) as u64;
     let t = inp.u8();
-    let target = if t % 4 == 0 {
+    let target = if t.is_multiple_of(4) {
         RestoreTarget::Latest
     } else {
         RestoreTarget::Bookmark(Bookmark::new(p.epoch, t as u64 % (latest + 3)))

@@ -341,6 +341,21 @@ fn durable_confirm(c: &mut Criterion) {
             f.sync_data().unwrap();
         })
     });
+    // Plain SQLite with the same durability: WAL, synchronous=FULL (an
+    // fsync of the WAL in every commit, on the committing thread).
+    let raw = seeded_raw(dir.path());
+    raw.exec("PRAGMA synchronous = FULL");
+    let upd = raw.prepare("INSERT OR REPLACE INTO kv (key, value) VALUES ('counter', ?1)");
+    let mut m = 0i64;
+    g.bench_function("raw_sqlite_wal_synchronous_full", |b| {
+        b.iter(|| {
+            m += 1;
+            upd.bind_blob(1, &m.to_le_bytes());
+            upd.step_read();
+        })
+    });
+    drop(upd);
+    drop(raw);
     let mut n = 0u64;
     g.bench_function("amber_put_end_turn_wait", |b| {
         b.iter(|| {

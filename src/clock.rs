@@ -38,6 +38,10 @@ impl ManualClock {
         self.now.store(ms, Ordering::SeqCst);
     }
 
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
     pub fn advance(&self, ms: u64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }

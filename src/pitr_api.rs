@@ -91,6 +91,24 @@ impl Store {
         sh.block_on(async move { restore_to_file(&bucket, &id, &target, &out, &opts).await })
     }
 
+    /// Deletes what no restore inside the retention window needs.
+    pub fn gc(&self, name: &str) -> Result<crate::pitr::GcReport> {
+        let id = self.id_from_name(name)?;
+        let sh = shipper(self.inner())?;
+        let bucket = sh.bucket.clone();
+        let now = self.config().clock.now_ms();
+        let retention = self.config().pitr.retention;
+        sh.block_on(async move { crate::pitr::gc_object(&bucket, &id, now, retention).await })
+    }
+
+    /// Probes the bucket's conditional writes and ranged reads.
+    pub fn diagnose(&self) -> Result<crate::pitr::diagnose::Diagnosis> {
+        let sh = shipper(self.inner())?;
+        let bucket = sh.bucket.clone();
+        let nonce = self.config().clock.now_ms() ^ u64::from(std::process::id()) << 40;
+        Ok(sh.block_on(async move { crate::pitr::diagnose::diagnose(&bucket, nonce).await }))
+    }
+
     /// Checks every CRC and the log's continuity for `name`.
     pub fn verify(&self, name: &str) -> Result<VerifyReport> {
         let id = self.id_from_name(name)?;

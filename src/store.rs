@@ -73,7 +73,11 @@ impl Store {
             ));
         }
         let shipper = match bucket {
-            Some(b) => Some(Arc::new(Shipper::new(b, config.pitr.clone())?)),
+            Some(b) => Some(Arc::new(Shipper::new(
+                b,
+                config.pitr.clone(),
+                config.clock.clone(),
+            )?)),
             None => None,
         };
         let key = match &shipper {

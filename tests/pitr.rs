@@ -425,3 +425,99 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn retention_deletes_only_what_no_restore_in_the_window_needs() {
+    let bdir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let day = 86_400_000u64;
+    let clock = Arc::new(ManualClock::new(100 * day));
+    let mut cfg = Config::new(data.path())
+        .with_bucket(BucketConfig::Bucket(bucket.clone()))
+        .with_durability(DurabilityLevel::Remote)
+        .with_clock(clock.clone());
+    cfg.pitr.snapshot_min_interval = std::time::Duration::ZERO;
+    cfg.pitr.retention = std::time::Duration::from_millis(2 * day);
+    let store = Store::open(cfg).unwrap();
+    let mut o = store.open_object("g").unwrap();
+    let mut marks = Vec::new();
+    // Ten days of writes, each day large enough to trigger a snapshot.
+    for d in 0..10u64 {
+        clock.set((100 + d) * day);
+        for i in 0..4u64 {
+            // Incompressible, so the log really outgrows the database.
+            let mut x = d * 4 + i + 1;
+            let v: Vec<u8> = (0..60_000)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 56) as u8
+                })
+                .collect();
+            o.put(&format!("k{i}"), &v).unwrap();
+            o.end_turn().unwrap().wait().unwrap();
+        }
+        marks.push(((100 + d) * day, o.current_bookmark()));
+    }
+    o.sync().unwrap().wait().unwrap();
+    let rep = store.gc("g").unwrap();
+    let h = store.history("g").unwrap();
+    assert!(
+        rep.deleted_snapshots > 0 && rep.deleted_segments > 0,
+        "{rep:?}"
+    );
+    let oldest = h.epochs[0].first_seq().unwrap();
+    // Inside the window (2 days + 1 hour of grace): still restorable.
+    let (t_in, in_window) = marks[marks.len() - 2];
+    assert!(t_in + 2 * day >= 109 * day);
+    let out = data.path().join("in");
+    store
+        .restore(
+            "g",
+            RestoreTarget::Bookmark(in_window),
+            &out,
+            RestoreOptions::default(),
+        )
+        .unwrap();
+    // Long gone: a clear error, not a wrong state.
+    let (_, ancient) = marks[0];
+    assert!(ancient.seq() < oldest, "old history was collected");
+    let e = store
+        .restore(
+            "g",
+            RestoreTarget::Bookmark(ancient),
+            &data.path().join("old"),
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(store.verify("g").unwrap().is_ok());
+    // Time-based lookups outside the window are refused up front.
+    assert_eq!(
+        store.bookmark_for_time("g", 101 * day).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn diagnose_reports_conditional_write_support() {
+    for (name, _guard, bucket) in backends("diagnose") {
+        let data = tempfile::tempdir().unwrap();
+        let store = open_store(data.path(), &bucket, None, DurabilityLevel::Local);
+        let d = store.diagnose().unwrap();
+        assert!(d.is_sound(), "{name}: {d:?}");
+        let get = |n: &str| d.probes.iter().find(|p| p.name == n).unwrap().clone();
+        assert!(
+            get("create").ok && get("reject-create").ok && get("ranged-read").ok,
+            "{name}"
+        );
+        if name == "file" {
+            // LocalFileSystem has no compare-and-swap: reported, not faulty.
+            assert!(get("update").unsupported, "{name}");
+        } else {
+            assert!(d.supports_everything(), "{name}: {d:?}");
+        }
+    }
+}

@@ -111,11 +111,6 @@ impl Object {
             store.config.allowed_pragmas.clone(),
         )?;
         configure(&conn, &store, is_new)?;
-        if store.shipper.is_some() {
-            // Closing must not checkpoint: commits still queued for the
-            // bucket live only in the WAL, which the next open ships.
-            conn.set_checkpoint_on_close(false).map_err(Error::sqlite)?;
-        }
         let (seq, time_ms) = init_schema(&conn, name)?;
         if is_new {
             // Make the new database and its directory entries durable
@@ -446,13 +441,24 @@ impl Object {
         let Some(ship) = &self.ship else {
             return Ok(());
         };
-        if ship.state.lock().log_bytes < 64 * 1024 || !ship.all_shipped(self.seq) {
+        if ship.state.lock().log_bytes < 64 * 1024 {
             return Ok(());
         }
         let pages = self.internal_query_i64(schema::PAGE_COUNT)? as u64;
         let now = self.store.config.clock.now_ms();
+        if !ship.snapshot_due(pages * 4096, now) {
+            return Ok(());
+        }
+        // The snapshot replaces the WAL (it is taken after a truncating
+        // checkpoint), so everything in the WAL must be in the bucket first.
+        if !self
+            .mark
+            .wait_remote(self.seq, std::time::Duration::from_secs(10))
+        {
+            return Ok(());
+        }
         let ship = self.ship.as_mut().expect("checked above");
-        if ship.snapshot_due(pages * 4096, now) {
+        {
             ship.snapshot(&self.conn, &self.dir, self.seq, self.last_time_ms)?;
             self.conn.wal_state().frames.set(0);
         }

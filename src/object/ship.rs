@@ -204,12 +204,6 @@ impl ObjectShip {
         Ok(())
     }
 
-    /// True when every commit up to `seq` is in the bucket, so the WAL may
-    /// be checkpointed.
-    pub(crate) fn all_shipped(&self, seq: u64) -> bool {
-        self.state.idle() && self.state.lock().shipped >= seq
-    }
-
     /// Whether the log since the last snapshot has outgrown the database
     /// (Cloudflare's rule), and the minimum interval has passed.
     pub(crate) fn snapshot_due(&self, db_bytes: u64, now_ms: u64) -> bool {

@@ -11,7 +11,9 @@
 
 pub mod bucket;
 mod codec;
+pub mod diagnose;
 pub mod faulty;
+pub mod gc;
 pub mod history;
 pub mod keys;
 pub mod restore;
@@ -26,6 +28,7 @@ pub use codec::{
     Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
     MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
+pub use gc::{gc_object, GcReport};
 pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};
 pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};
 pub use restore::{restore_to_file, RestoreOptions, RestoreProgress, RestoreReport, RestoreTarget};

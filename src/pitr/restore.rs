@@ -16,7 +16,7 @@ use object_store::ObjectStoreExt;
 use super::bucket::store_error;
 use super::history::{bookmark_for_time, load_history, History, SegmentRef};
 use super::keys::Bookmark;
-use super::segment::SegmentReader;
+use super::segment::{Record, SegmentReader};
 use super::snapshot::SnapshotReader;
 use super::Bucket;
 use crate::error::{Error, ErrorKind, Result};
@@ -76,6 +76,47 @@ pub struct RestoreReport {
     pub damage: Option<String>,
     pub bytes_fetched: u64,
     pub records_applied: u64,
+}
+
+/// Decodes every record of a segment, checking its origin and every CRC.
+/// Returns the records that decoded, and the damage that stopped it.
+fn decode_all(bytes: &[u8], id: &ObjectId, epoch: u64) -> (Vec<Record>, Option<String>) {
+    let mut r = match SegmentReader::new(bytes) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    if let Err(e) = r.expect_origin(id, epoch) {
+        return (Vec::new(), Some(e.to_string()));
+    }
+    let mut out = Vec::new();
+    while let Some(rec) = r.next_record() {
+        match rec {
+            Ok(rec) => out.push(rec),
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+    match r.finish() {
+        Ok(_) => (out, None),
+        Err(e) => (out, Some(e.to_string())),
+    }
+}
+
+/// Writes a record's pages, one write per run of consecutive pages (the
+/// record keeps pages sorted and contiguous in memory).
+fn write_pages(file: &File, rec: &Record, ps: u64) -> std::io::Result<()> {
+    let nums = rec.page_numbers();
+    let data = rec.page_data();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i + 1;
+        while j < nums.len() && nums[j] == nums[j - 1] + 1 {
+            j += 1;
+        }
+        let p = ps as usize;
+        file.write_all_at(&data[i * p..j * p], (nums[i] as u64 - 1) * ps)?;
+        i = j;
+    }
+    Ok(())
 }
 
 /// Resolves `target` to an exact bookmark.
@@ -185,21 +226,31 @@ pub async fn restore_to_file(
     let mut records = 0u64;
     report(fetched, applied);
 
-    // The log, fetched ahead and applied in order.
+    // The log: fetched and decoded ahead (CRCs checked off this thread),
+    // applied in order.
     let prefetch = opts.prefetch.max(1);
-    let mut queue: VecDeque<tokio::task::JoinHandle<Result<Vec<u8>>>> = VecDeque::new();
+    type Fetched = Result<(u64, Vec<Record>, Option<String>)>;
+    let mut queue: VecDeque<tokio::task::JoinHandle<Fetched>> = VecDeque::new();
     let mut next = 0usize;
     let mut damage: Option<String> = None;
     'segments: while next < segs.len() || !queue.is_empty() {
         while queue.len() < prefetch && next < segs.len() {
             let b = bucket.clone();
             let key = segs[next].key.clone();
-            queue.push_back(tokio::spawn(async move { fetch(&b, &key).await }));
+            let (oid, epoch) = (*id, ep.epoch);
+            queue.push_back(tokio::spawn(async move {
+                let bytes = fetch(&b, &key).await?;
+                let len = bytes.len() as u64;
+                let decoded = tokio::task::spawn_blocking(move || decode_all(&bytes, &oid, epoch))
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("decode task failed: {e}")))?;
+                Ok((len, decoded.0, decoded.1))
+            }));
             next += 1;
         }
         let Some(h) = queue.pop_front() else { break };
-        let bytes = match h.await {
-            Ok(Ok(b)) => b,
+        let (len, decoded, seg_damage) = match h.await {
+            Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 damage = Some(format!("segment unreadable: {e}"));
                 break;
@@ -209,25 +260,8 @@ pub async fn restore_to_file(
                 break;
             }
         };
-        fetched += bytes.len() as u64;
-        let mut r = match SegmentReader::new(&bytes).and_then(|r| {
-            r.expect_origin(id, ep.epoch)?;
-            Ok(r)
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                damage = Some(e.to_string());
-                break;
-            }
-        };
-        while let Some(rec) = r.next_record() {
-            let rec = match rec {
-                Ok(rec) => rec,
-                Err(e) => {
-                    damage = Some(e.to_string());
-                    break 'segments;
-                }
-            };
+        fetched += len;
+        for rec in decoded {
             if rec.seq() <= applied {
                 continue; // an overlapping re-upload
             }
@@ -242,14 +276,18 @@ pub async fn restore_to_file(
                 ));
                 break 'segments;
             }
-            for (pgno, data) in rec.pages() {
-                file.write_all_at(data, (pgno as u64 - 1) * ps)
-                    .map_err(|e| Error::io(format!("write {}", out.display()), e))?;
-            }
+            write_pages(&file, &rec, ps)
+                .map_err(|e| Error::io(format!("write {}", out.display()), e))?;
             applied = rec.seq();
             applied_time = rec.commit_time_ms();
             db_pages = rec.db_size_pages();
             records += 1;
+        }
+        if let Some(d) = seg_damage {
+            if applied < want.seq() {
+                damage = Some(d);
+                break;
+            }
         }
         report(fetched, applied);
     }

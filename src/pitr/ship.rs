@@ -33,10 +33,13 @@ use crate::id::ObjectId;
 /// Store-wide: the async runtime, the bucket and the upload limit.
 pub(crate) struct Shipper {
     rt: Option<Runtime>,
+    /// Upload loops running; drop waits for them to finish.
+    active: Arc<std::sync::atomic::AtomicUsize>,
     handle: tokio::runtime::Handle,
     pub(crate) bucket: Bucket,
     sem: Arc<Semaphore>,
     pub(crate) cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Drop for Shipper {
@@ -45,6 +48,16 @@ impl Drop for Shipper {
         // local WAL, which is not checkpointed until they are shipped, so
         // the next open ships them.
         if let Some(rt) = self.rt.take() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                // Let uploads in flight land (bounded), so a process that
+                // exits right after its last commit still ships it.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while self.active.load(std::sync::atomic::Ordering::Acquire) > 0
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
             if tokio::runtime::Handle::try_current().is_ok() {
                 rt.shutdown_background();
             } else {
@@ -103,12 +116,6 @@ impl ShipState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True when everything queued has reached the bucket.
-    pub(crate) fn idle(&self) -> bool {
-        let st = self.lock();
-        st.pending.is_empty() && st.snapshot.is_none() && !st.in_flight
-    }
-
     fn write_hint(&self, st: &ShipInner) {
         // A hint only: a stale (low) value costs a re-upload that restore
         // tolerates; it is never written ahead of the bucket.
@@ -143,7 +150,11 @@ pub(crate) fn read_hint(path: &std::path::Path) -> Option<ShipInner> {
 }
 
 impl Shipper {
-    pub(crate) fn new(bucket: Bucket, cfg: PitrConfig) -> Result<Shipper> {
+    pub(crate) fn new(
+        bucket: Bucket,
+        cfg: PitrConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Shipper> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("amber-ship")
@@ -151,11 +162,13 @@ impl Shipper {
             .build()
             .map_err(|e| Error::io("starting the shipper runtime", e))?;
         Ok(Shipper {
+            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             handle: rt.handle().clone(),
             rt: Some(rt),
             bucket,
             sem: Arc::new(Semaphore::new(cfg.max_concurrent_uploads.max(1))),
             cfg,
+            clock,
         })
     }
 
@@ -207,20 +220,29 @@ impl Shipper {
         // The task holds a weak reference: the last strong one must drop
         // outside the runtime (dropping a runtime inside itself panics).
         let me = Arc::downgrade(self);
+        let active = ActiveGuard::new(self.active.clone());
         self.handle.spawn(async move {
+            let _active = active;
             if let Some(me) = me.upgrade() {
                 let bucket = me.bucket.clone();
                 let sem = me.sem.clone();
                 let cfg = me.cfg.clone();
+                let clock = me.clock.clone();
                 drop(me);
-                upload_loop(bucket, sem, cfg, st).await;
+                upload_loop(bucket, sem, cfg, clock, st).await;
             }
         });
     }
 }
 
-async fn upload_loop(bucket: Bucket, sem: Arc<Semaphore>, cfg: PitrConfig, st: Arc<ShipState>) {
-    let up = Uploader { bucket, cfg };
+async fn upload_loop(
+    bucket: Bucket,
+    sem: Arc<Semaphore>,
+    cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
+    st: Arc<ShipState>,
+) {
+    let up = Uploader { bucket, cfg, clock };
     {
         if !up.cfg.flush_interval.is_zero() {
             tokio::time::sleep(up.cfg.flush_interval).await;
@@ -271,9 +293,26 @@ async fn upload_loop(bucket: Bucket, sem: Arc<Semaphore>, cfg: PitrConfig, st: A
     }
 }
 
+/// Counts a running upload loop for as long as it lives.
+struct ActiveGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(n: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        ActiveGuard(n)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 struct Uploader {
     bucket: Bucket,
     cfg: PitrConfig,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Uploader {
@@ -304,14 +343,19 @@ impl Uploader {
             tokio::task::block_in_place(|| encode_snapshot(&st.id, epoch, job.commit, &job.image))?;
         let key = self.bucket.layout().snapshot(&st.id, epoch, seq);
         self.put_create(&key, bytes).await?;
-        let mut inner = st.lock();
-        inner.snapshot_seq = Some(seq);
-        inner.shipped = inner.shipped.max(seq);
-        inner.log_bytes = 0;
-        inner.last_snapshot_ms = time;
-        st.write_hint(&inner);
-        drop(inner);
+        {
+            let mut inner = st.lock();
+            inner.snapshot_seq = Some(seq);
+            inner.shipped = inner.shipped.max(seq);
+            inner.log_bytes = 0;
+            inner.last_snapshot_ms = time;
+            st.write_hint(&inner);
+        }
         st.mark.advance_remote(seq);
+        // A new snapshot is when old history may become unneeded. A failed
+        // GC costs storage, not data: it is retried after the next one.
+        let now = self.clock.now_ms();
+        let _ = super::gc::gc_object(&self.bucket, &st.id, now, self.cfg.retention).await;
         Ok(())
     }
 

@@ -118,6 +118,15 @@ impl Connection {
                 0 as c_int,
                 ptr::null_mut::<c_int>(),
             ))?;
+            // amber checkpoints only what log shipping has already taken;
+            // a checkpoint on close would copy unshipped frames into the
+            // database and delete the WAL that holds them.
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                1 as c_int,
+                ptr::null_mut::<c_int>(),
+            ))?;
             // The AuthState box lives as long as the connection; it is
             // unregistered in Drop before the box is freed.
             self.check(ffi::sqlite3_set_authorizer(
@@ -313,23 +322,6 @@ impl Connection {
 
     /// A PASSIVE checkpoint of the whole WAL. Returns (wal frames, frames
     /// checkpointed).
-    /// Whether closing the connection checkpoints the WAL into the
-    /// database and deletes it (SQLite's default). Log shipping turns it
-    /// off: the WAL must keep every commit that is not in the bucket yet,
-    /// across a close, so that the next open ships it.
-    pub fn set_checkpoint_on_close(&self, on: bool) -> Result<(), SqliteError> {
-        // SAFETY: live handle; NO_CKPT_ON_CLOSE takes (int, int*) as
-        // documented, and a null int* is allowed.
-        unsafe {
-            self.check(ffi::sqlite3_db_config(
-                self.db.as_ptr(),
-                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-                c_int::from(!on),
-                ptr::null_mut::<c_int>(),
-            ))
-        }
-    }
-
     pub fn checkpoint_passive(&self) -> Result<(i32, i32), SqliteError> {
         let mut log = 0;
         let mut done = 0;

@@ -10,6 +10,7 @@ use amber::{Config, Error, ErrorKind, Store, Value};
 
 mod kv;
 mod output;
+mod pitr;
 
 use clap::{Parser, Subcommand};
 use output::{io, parse_param, print_table, to_json};
@@ -20,6 +21,10 @@ struct Cli {
     /// Data directory of the store.
     #[arg(long, global = true, default_value = "./amber-data")]
     data: PathBuf,
+    /// Bucket URL (`file:///path`, `s3://bucket/prefix?endpoint=...`);
+    /// defaults to the store's own, `file://<data>/bucket`.
+    #[arg(long, global = true)]
+    bucket: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -44,6 +49,8 @@ enum Cmd {
     },
     /// List the store's objects.
     Objects,
+    #[command(flatten)]
+    Pitr(pitr::PitrCmd),
 }
 
 #[derive(Subcommand)]
@@ -101,7 +108,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
-    let store = Store::open(Config::new(&cli.data))?;
+    let mut config = Config::new(&cli.data);
+    if let Some(url) = &cli.bucket {
+        config = config.with_bucket(amber::BucketConfig::Url(url.clone()));
+    }
+    let store = Store::open(config)?;
     let mut out = std::io::stdout().lock();
     match cli.cmd {
         Cmd::Sql {
@@ -140,6 +151,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             obj.close()?;
         }
         Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
+        Cmd::Pitr(cmd) => pitr::run(&store, cmd, &mut out)?,
         Cmd::Objects => {
             for o in store.list_objects()? {
                 writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;

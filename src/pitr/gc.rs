@@ -1,0 +1,99 @@
+//! Retention: delete what no restore inside the window can need.
+//!
+//! Inside an epoch, a restore to any commit at or after the window's start
+//! needs the newest snapshot at or before that start and everything after
+//! it, so those are kept and older snapshots and segments go. An epoch
+//! that stopped being live before the window began goes entirely, except
+//! its manifest: manifests are fences and are never deleted. The window is
+//! widened by a grace period so a restore that resolved its target just
+//! inside the window cannot lose its snapshot while it runs.
+
+use std::time::Duration;
+
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+
+use super::bucket::store_error;
+use super::history::load_history;
+use super::snapshot::read_snapshot_header;
+use super::Bucket;
+use crate::error::Result;
+use crate::id::ObjectId;
+
+/// Extra time kept beyond the retention window.
+pub const GC_GRACE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub deleted_snapshots: usize,
+    pub deleted_segments: usize,
+    pub deleted_bytes: u64,
+}
+
+pub async fn gc_object(
+    bucket: &Bucket,
+    id: &ObjectId,
+    now_ms: u64,
+    retention: Duration,
+) -> Result<GcReport> {
+    let horizon = now_ms.saturating_sub((retention + GC_GRACE).as_millis() as u64);
+    let history = load_history(bucket, id).await?;
+    let store = bucket.store();
+    let mut doomed: Vec<(Path, u64, bool)> = Vec::new();
+    let n = history.epochs.len();
+    for (i, ep) in history.epochs.iter().enumerate() {
+        let is_last = i + 1 == n;
+        // An epoch is live until the next one starts.
+        let ended = history
+            .epochs
+            .get(i + 1)
+            .and_then(|e| e.manifest)
+            .map(|m| m.started_ms);
+        if !is_last && ended.is_some_and(|t| t < horizon) {
+            doomed.extend(ep.snapshots.iter().map(|s| (s.key.clone(), s.size, true)));
+            doomed.extend(ep.segments.iter().map(|s| (s.key.clone(), s.size, false)));
+            continue;
+        }
+        // The newest snapshot at or before the horizon is the oldest one
+        // still needed.
+        let mut keep_from = None;
+        for s in ep.snapshots.iter().rev() {
+            let head = store
+                .get_range(&s.key, 0..128.min(s.size))
+                .await
+                .map_err(|e| store_error("reading a snapshot header", e))?;
+            let h = read_snapshot_header(&head)?;
+            if h.commit.commit_time_ms <= horizon {
+                keep_from = Some(s.seq);
+                break;
+            }
+        }
+        let Some(base) = keep_from else { continue };
+        doomed.extend(
+            ep.snapshots
+                .iter()
+                .filter(|s| s.seq < base)
+                .map(|s| (s.key.clone(), s.size, true)),
+        );
+        doomed.extend(
+            ep.segments
+                .iter()
+                .filter(|s| s.last <= base)
+                .map(|s| (s.key.clone(), s.size, false)),
+        );
+    }
+    let mut rep = GcReport::default();
+    for (key, size, is_snap) in doomed {
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_error("deleting an expired file", e)),
+        }
+        rep.deleted_bytes += size;
+        if is_snap {
+            rep.deleted_snapshots += 1;
+        } else {
+            rep.deleted_segments += 1;
+        }
+    }
+    Ok(rep)
+}

@@ -445,3 +445,126 @@ impl ObjectStore for FaultyStore {
         self.inner.copy_opts(from, to, options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::TryStreamExt;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutMode};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn create() -> PutOptions {
+        PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        }
+    }
+
+    /// The outcome of each of a fixed series of requests.
+    async fn outcomes(store: &FaultyStore) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..200u32 {
+            let key = Path::from(format!("k{i}"));
+            let r = store.put_opts(&key, PutPayload::from(vec![i as u8]), create());
+            out.push(match r.await {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            });
+            out.push(format!("{:?}", store.get(&key).await.map(|_| ()).is_ok()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_seed_replays_the_same_faults() {
+        let rt = rt();
+        let run = |seed| {
+            let s = FaultyStore::new(Arc::new(InMemory::new()), seed, Faults::chaos());
+            let o = rt.block_on(outcomes(&s));
+            (o, s.injected())
+        };
+        let (a, ia) = run(9);
+        let (b, ib) = run(9);
+        let (c, _) = run(10);
+        assert_eq!(a, b);
+        assert_eq!(ia, ib);
+        assert_ne!(a, c, "another seed, other faults");
+        assert!(
+            ia.errors > 0 && ia.lost_responses > 0 && ia.conflicts > 0,
+            "{ia:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_response_lands_and_an_outage_does_not() {
+        let rt = rt();
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let lost = Faults {
+            lost_response: 1000,
+            ..Faults::none()
+        };
+        let s = FaultyStore::new(inner.clone(), 1, lost);
+        rt.block_on(async {
+            let key = Path::from("a");
+            let r = s.put_opts(&key, PutPayload::from("x"), create()).await;
+            assert!(r.is_err(), "the answer was lost");
+            // The write landed: a retry meets it.
+            assert!(inner.get(&key).await.is_ok());
+            let again = s.put_opts(&key, PutPayload::from("x"), create()).await;
+            assert!(matches!(
+                again,
+                Err(object_store::Error::AlreadyExists { .. })
+            ));
+
+            s.set_faults(Faults::none());
+            s.set_outage(true);
+            let b = Path::from("b");
+            assert!(s
+                .put_opts(&b, PutPayload::from("y"), create())
+                .await
+                .is_err());
+            assert!(s.get(&b).await.is_err());
+            assert!(inner.get(&b).await.is_err(), "an outage took effect");
+        });
+    }
+
+    #[test]
+    fn every_request_is_counted() {
+        let rt = rt();
+        let s = FaultyStore::counting(Arc::new(InMemory::new()));
+        rt.block_on(async {
+            for k in ["a/1", "a/2", "b/1"] {
+                s.put(&Path::from(k), PutPayload::from("v")).await.unwrap();
+            }
+            s.get(&Path::from("a/1")).await.unwrap();
+            let _: Vec<_> = s.list(Some(&Path::from("a"))).try_collect().await.unwrap();
+            s.list_with_delimiter(None).await.unwrap();
+            let gone: Vec<_> = s
+                .delete_stream(
+                    futures_util::stream::iter(vec![Ok(Path::from("a/1")), Ok(Path::from("b/1"))])
+                        .boxed(),
+                )
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(gone.len(), 2);
+        });
+        assert_eq!(
+            s.counts(),
+            Counts {
+                get: 1,
+                put: 3,
+                list: 2,
+                delete: 2
+            }
+        );
+        assert_eq!(s.injected(), Injected::default());
+    }
+}

@@ -1,0 +1,12 @@
+//! The `kv_sql_ops` target; the checks are documented in the harness module,
+//! `tests/harness/kv_sql_ops.rs`, which `cargo test --test fuzz_corpus` runs on
+//! this target's corpus too.
+
+#![no_main]
+
+#[path = "../../tests/harness/mod.rs"]
+mod harness;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| harness::kv_sql_ops::run(data));

@@ -26,6 +26,8 @@ mod fsutil;
 mod id;
 mod object;
 pub mod pitr;
+pub mod runtime;
+pub mod server;
 pub mod sqlite;
 mod store;
 

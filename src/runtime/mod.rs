@@ -374,6 +374,21 @@ impl Runtime {
         );
     }
 
+    /// Sends a close frame to every open socket of every object; returns
+    /// how many. Used by the host's graceful shutdown.
+    pub fn close_all_websockets(&self, code: u16, reason: &str) -> usize {
+        let mut n = 0;
+        for slot in self.inner().all_slots() {
+            let sockets = slot.sockets();
+            for id in sockets.open.keys() {
+                if let Some(tx) = sockets.sender(*id) {
+                    n += usize::from(tx.send(WsOut::Close(code, reason.to_owned())).is_ok());
+                }
+            }
+        }
+        n
+    }
+
     /// Stops taking events, finishes the queued ones, closes every instance
     /// (waiting until its writes are durable) and joins the threads.
     /// Idempotent; also runs when the last handle drops.

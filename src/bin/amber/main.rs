@@ -10,6 +10,7 @@ use amber::{Config, Error, ErrorKind, Store, Value};
 
 mod kv;
 mod output;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use output::{io, parse_param, print_table, to_json};
@@ -44,6 +45,19 @@ enum Cmd {
     },
     /// List the store's objects.
     Objects,
+    /// Host the built-in object classes (counter, chat, kv) over HTTP and
+    /// WebSockets until SIGINT/SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Worker threads running turns (default: one per core, at least 2).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Seconds an idle object stays in memory.
+        #[arg(long)]
+        idle_timeout: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +115,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    if let Cmd::Serve {
+        listen,
+        workers,
+        idle_timeout,
+    } = cli.cmd
+    {
+        let args = serve::ServeArgs {
+            listen,
+            workers,
+            idle_timeout_secs: idle_timeout,
+        };
+        return serve::run(&cli.data, args);
+    }
     let store = Store::open(Config::new(&cli.data))?;
     let mut out = std::io::stdout().lock();
     match cli.cmd {
@@ -140,6 +167,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             obj.close()?;
         }
         Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
+        Cmd::Serve { .. } => unreachable!("handled above"),
         Cmd::Objects => {
             for o in store.list_objects()? {
                 writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;

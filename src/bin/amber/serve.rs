@@ -1,0 +1,54 @@
+//! `amber serve`: host the built-in object classes over HTTP and
+//! WebSockets until SIGINT or SIGTERM, then shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use amber::runtime::{Runtime, RuntimeConfig};
+use amber::{Config, Error, ErrorKind, Store};
+
+pub(crate) struct ServeArgs {
+    pub listen: SocketAddr,
+    pub workers: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
+}
+
+pub(crate) fn run(data: &Path, args: ServeArgs) -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let store = Store::open(Config::new(data))?;
+    let mut cfg = RuntimeConfig::default();
+    if let Some(w) = args.workers {
+        cfg.workers = w;
+    }
+    if let Some(s) = args.idle_timeout_secs {
+        cfg.idle_timeout = Duration::from_secs(s);
+    }
+    let rt = amber::server::with_builtin_classes(Runtime::builder(store))
+        .config(cfg)
+        .start()?;
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("amber-http")
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("start tokio: {e}")))?;
+    tokio_rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("listen on {}: {e}", args.listen)))?;
+        eprintln!(
+            "amber: serving {} on http://{} (try: curl -X POST http://{}/counter/demo/increment)",
+            data.display(),
+            args.listen,
+            args.listen
+        );
+        amber::server::serve(rt, listener, amber::server::shutdown_signal()).await
+    })
+}

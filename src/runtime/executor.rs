@@ -354,8 +354,9 @@ fn release(
     if held.is_empty() && !wrote {
         return;
     }
+    let n = slot.gate.reserve();
     let inner = inner.clone();
-    let id = slot.id.clone();
+    let slot = slot.clone();
     let seq = ticket.seq();
     ticket.on_complete(move |r| {
         if wrote {
@@ -364,15 +365,13 @@ fn release(
         let gate = match r {
             Ok(_) => {
                 if let Some(h) = &inner.cfg.gate_hook {
-                    h(&id, seq);
+                    h(&slot.id, seq);
                 }
                 Ok(())
             }
             Err(e) => Err(e),
         };
-        for a in held {
-            a(gate.clone());
-        }
+        slot.gate.complete(n, gate, held);
     });
 }
 

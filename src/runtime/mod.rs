@@ -34,6 +34,7 @@ mod alarms;
 mod class;
 mod ctx;
 mod executor;
+mod gate;
 mod housekeeping;
 mod id;
 mod metrics;
@@ -67,9 +68,12 @@ use slot::{lock, Event, Slot};
 /// Makes a fresh instance of a class.
 pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn ObjectClass> + Send + Sync>;
 
-/// Called on a syncer thread when a turn's commit is durable and before its
-/// held outputs are released, with the object's id and the commit's
-/// sequence number. For observing (or, in tests, slowing) the output gate.
+/// Called when a turn's commit is durable and before its held outputs are
+/// released, with the object's id and the ticket's sequence number. It runs
+/// on the thread that settled the ticket (a syncer thread, or the worker if
+/// the ticket was already settled). Blocking in it delays the object's
+/// outputs exactly as a slow fsync would, which is how the tests observe
+/// the output gate; in production, use it for tracing only.
 pub type GateHook = Arc<dyn Fn(&Id, u64) + Send + Sync>;
 
 /// Runtime settings. `RuntimeConfig::default()` follows Durable Objects.

@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 use super::class::{ObjectClass, Request, Response};
+use super::gate::OutputGate;
 use super::id::Id;
 use super::websocket::{Sockets, WsMessage};
 use super::Factory;
@@ -112,6 +113,7 @@ pub(crate) struct Slot {
     pub(crate) evict_pending: AtomicBool,
     /// Estimated bytes the live instance holds.
     pub(crate) mem: AtomicUsize,
+    pub(crate) gate: OutputGate,
 }
 
 impl Slot {
@@ -132,6 +134,7 @@ impl Slot {
             live: AtomicBool::new(false),
             evict_pending: AtomicBool::new(false),
             mem: AtomicUsize::new(0),
+            gate: OutputGate::default(),
         }
     }
 

@@ -177,12 +177,19 @@ fn dispatch(
         Event::Fetch { req, reply } => {
             let res = class.fetch(&mut ctx, req);
             let accepted = ctx.turn.accepted.take();
+            let socket = accepted.as_ref().map(|a| a.socket.id());
             let res = res.map(|mut r| {
                 r.websocket = accepted;
                 r
             });
+            let slot = slot.clone();
             ctx.turn.held.push(Box::new(move |gate| {
-                let _ = reply.send(gate.and(res));
+                let res = gate.and(res);
+                if let (Err(_), Some(s)) = (&res, socket) {
+                    // Nobody will connect this socket: forget it.
+                    slot.sockets().open.remove(&s);
+                }
+                let _ = reply.send(res);
             }));
         }
         Event::Call {

@@ -43,11 +43,12 @@ pub(crate) fn run(data: &Path, args: ServeArgs) -> Result<(), Error> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Error::new(ErrorKind::Io, format!("listen on {}: {e}", args.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("listener address: {e}")))?;
         eprintln!(
-            "amber: serving {} on http://{} (try: curl -X POST http://{}/counter/demo/increment)",
+            "amber: serving {} on http://{addr} (try: curl -X POST http://{addr}/counter/demo/increment)",
             data.display(),
-            args.listen,
-            args.listen
         );
         amber::server::serve(rt, listener, amber::server::shutdown_signal()).await
     })

@@ -57,6 +57,18 @@ impl Server {
         }
     }
 
+    /// Waits for an exit already asked for.
+    pub fn terminate_wait(&mut self, secs: u64) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not exit in {secs} s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         http(self.addr, "GET", path, b"").unwrap()
     }

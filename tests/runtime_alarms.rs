@@ -87,9 +87,14 @@ fn failed_alarms_retry_with_exponential_backoff_then_succeed() {
     set(&rt, "r", T0 - 5_000, None);
     assert!(eventually(5, || fired(&log).len() == 1));
     let id = rt.namespace("alarmed").unwrap().id_from_name("r").unwrap();
-    assert!(eventually(5, || rt.alarm_schedule(&id, "").is_some_and(|s| s.1 == 1)));
+    assert!(eventually(5, || rt
+        .alarm_schedule(&id, "")
+        .is_some_and(|s| s.1 == 1)));
     let (next, _) = rt.alarm_schedule(&id, "").unwrap();
-    assert!((T0 + 2_000..=T0 + 2_500).contains(&next), "first retry after 2 s + jitter: {next}");
+    assert!(
+        (T0 + 2_000..=T0 + 2_500).contains(&next),
+        "first retry after 2 s + jitter: {next}"
+    );
     // Nothing fires before the backoff runs out.
     clock.set(next - 1);
     rt.poke_alarms();
@@ -97,19 +102,31 @@ fn failed_alarms_retry_with_exponential_backoff_then_succeed() {
     assert_eq!(fired(&log).len(), 1);
     clock.set(next);
     assert!(eventually(5, || fired(&log).len() == 2));
-    assert!(eventually(5, || rt.alarm_schedule(&id, "").is_some_and(|s| s.1 == 2)));
+    assert!(eventually(5, || rt
+        .alarm_schedule(&id, "")
+        .is_some_and(|s| s.1 == 2)));
     let (next2, _) = rt.alarm_schedule(&id, "").unwrap();
-    assert!((next + 4_000..=next + 5_000).contains(&(next2)), "second retry after 4 s + jitter: {}", next2 - next);
+    assert!(
+        (next + 4_000..=next + 5_000).contains(&(next2)),
+        "second retry after 4 s + jitter: {}",
+        next2 - next
+    );
     clock.set(next2);
     assert!(eventually(5, || fired(&log).len() == 3));
     assert!(eventually(5, || rt.alarm_schedule(&id, "").is_none()));
     assert_eq!(
         fired(&log),
-        [("".into(), 0, false), ("".into(), 1, true), ("".into(), 2, true)]
+        [
+            ("".into(), 0, false),
+            ("".into(), 1, true),
+            ("".into(), 2, true)
+        ]
     );
     // Succeeded: the alarm is gone from storage too.
     drop(rt);
-    let mut obj = store_at(dir.path(), clock).open_object("alarmed:r").unwrap();
+    let mut obj = store_at(dir.path(), clock)
+        .open_object("alarmed:r")
+        .unwrap();
     assert_eq!(obj.get_alarm_ms().unwrap(), None);
     assert_eq!(obj.get("done:").unwrap().as_deref(), Some(&b"1"[..]));
 }
@@ -175,8 +192,12 @@ fn alarms_survive_a_restart() {
     assert_eq!(rt.live_objects(), 0);
     assert!(eventually(5, || fired(&log).len() == 2));
     let infos = log.fired.lock().unwrap().clone();
-    assert!(infos.iter().any(|a| a.name.is_empty() && a.scheduled_ms == T0 + 60_000));
-    assert!(infos.iter().any(|a| a.name == "later" && a.scheduled_ms == T0 + 90_000));
+    assert!(infos
+        .iter()
+        .any(|a| a.name.is_empty() && a.scheduled_ms == T0 + 60_000));
+    assert!(infos
+        .iter()
+        .any(|a| a.name == "later" && a.scheduled_ms == T0 + 90_000));
 }
 
 #[test]

@@ -30,7 +30,12 @@ impl ObjectClass for Room {
                 Ok(Response::ok(vec![n]))
             }
             "/join" => {
-                let tags: Vec<&str> = req.query_param("tags").unwrap_or("").split(',').filter(|t| !t.is_empty()).collect();
+                let tags: Vec<&str> = req
+                    .query_param("tags")
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .collect();
                 let ws = ctx.accept_websocket(&tags)?;
                 ctx.set_attachment(&ws, &req.body)?;
                 ctx.set_websocket_auto_response(Some(("ping", "pong")))?;
@@ -49,15 +54,28 @@ impl ObjectClass for Room {
         }
     }
 
-    fn websocket_message(&mut self, ctx: &mut Ctx<'_>, ws: &WebSocket, msg: WsMessage) -> amber::Result<()> {
-        let WsMessage::Text(t) = msg else { return Ok(()) };
+    fn websocket_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        ws: &WebSocket,
+        msg: WsMessage,
+    ) -> amber::Result<()> {
+        let WsMessage::Text(t) = msg else {
+            return Ok(());
+        };
         let who = String::from_utf8(ctx.attachment(ws).unwrap_or_default()).unwrap();
         let tags = ctx.websocket_tags(ws).join(",");
         ctx.send(ws, WsMessage::Text(format!("{who}[{tags}]: {t}")));
         Ok(())
     }
 
-    fn websocket_close(&mut self, ctx: &mut Ctx<'_>, ws: &WebSocket, code: u16, _: &str) -> amber::Result<()> {
+    fn websocket_close(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        _ws: &WebSocket,
+        code: u16,
+        _: &str,
+    ) -> amber::Result<()> {
         ctx.storage().put("closed", code.to_string().as_bytes())
     }
 }
@@ -73,7 +91,10 @@ fn runtime(clock: Arc<ManualClock>, dir: &std::path::Path, cfg: RuntimeConfig) -
 fn incr(rt: &Runtime, name: &str) -> u8 {
     let ns = rt.namespace("room").unwrap();
     let stub = ns.get(&ns.id_from_name(name).unwrap()).unwrap();
-    stub.fetch(Request::new("POST", "/incr")).wait().unwrap().body[0]
+    stub.fetch(Request::new("POST", "/incr"))
+        .wait()
+        .unwrap()
+        .body[0]
 }
 
 #[test]
@@ -150,7 +171,9 @@ fn sockets_keep_tags_and_attachments_across_hibernation() {
     let mut bob = join(&rt, "lobby", "bob", "blue");
     let ns = rt.namespace("room").unwrap();
     let stub = ns.get(&id).unwrap();
-    let count = |q: &str| String::from_utf8(stub.fetch(Request::new("GET", q)).wait().unwrap().body).unwrap();
+    let count = |q: &str| {
+        String::from_utf8(stub.fetch(Request::new("GET", q)).wait().unwrap().body).unwrap()
+    };
     assert_eq!(count("/count?tag=blue"), "2");
     assert_eq!(count("/count?tag=red"), "1");
     assert_eq!(count("/count"), "2");
@@ -161,16 +184,22 @@ fn sockets_keep_tags_and_attachments_across_hibernation() {
     let activations = rt.metrics().activations.load(Ordering::Relaxed);
 
     // The auto-response is answered without waking the object.
-    rt.websocket_message(&id, &alice.socket, WsMessage::Text("ping".into())).unwrap();
+    rt.websocket_message(&id, &alice.socket, WsMessage::Text("ping".into()))
+        .unwrap();
     assert_eq!(recv(&mut alice), WsOut::Text("pong".into()));
     assert!(!rt.is_live(&id));
-    assert_eq!(rt.metrics().activations.load(Ordering::Relaxed), activations);
+    assert_eq!(
+        rt.metrics().activations.load(Ordering::Relaxed),
+        activations
+    );
 
     // A real message wakes it, and the attachment and tags survived.
-    rt.websocket_message(&id, &bob.socket, WsMessage::Text("hi".into())).unwrap();
+    rt.websocket_message(&id, &bob.socket, WsMessage::Text("hi".into()))
+        .unwrap();
     assert_eq!(recv(&mut bob), WsOut::Text("bob[blue]: hi".into()));
     assert!(rt.is_live(&id));
-    rt.websocket_message(&id, &alice.socket, WsMessage::Text("yo".into())).unwrap();
+    rt.websocket_message(&id, &alice.socket, WsMessage::Text("yo".into()))
+        .unwrap();
     assert_eq!(recv(&mut alice), WsOut::Text("alice[red,blue]: yo".into()));
 
     // Close reaches the handler and the socket leaves the object.
@@ -191,12 +220,27 @@ fn socket_limits_are_typed_errors() {
         req.websocket = true;
         stub.fetch(req).wait()
     };
-    let eleven = (0..11).map(|i| format!("t{i}")).collect::<Vec<_>>().join(",");
-    assert_eq!(try_join(eleven).unwrap_err().kind(), ErrorKind::LimitExceeded);
-    assert_eq!(try_join("x".repeat(257)).unwrap_err().kind(), ErrorKind::LimitExceeded);
-    let ten = (0..10).map(|i| format!("t{i}")).collect::<Vec<_>>().join(",");
+    let eleven = (0..11)
+        .map(|i| format!("t{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        try_join(eleven).unwrap_err().kind(),
+        ErrorKind::LimitExceeded
+    );
+    assert_eq!(
+        try_join("x".repeat(257)).unwrap_err().kind(),
+        ErrorKind::LimitExceeded
+    );
+    let ten = (0..10)
+        .map(|i| format!("t{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
     assert!(try_join(ten).is_ok());
     assert!(try_join("y".repeat(256)).is_ok());
-    let err = stub.fetch(Request::new("POST", "/attach-huge")).wait().unwrap_err();
+    let err = stub
+        .fetch(Request::new("POST", "/attach-huge"))
+        .wait()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded);
 }

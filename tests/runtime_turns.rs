@@ -69,7 +69,12 @@ impl ObjectClass for Worker {
         }
     }
 
-    fn rpc_reply(&mut self, ctx: &mut Ctx<'_>, token: u64, reply: amber::Result<Vec<u8>>) -> amber::Result<()> {
+    fn rpc_reply(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        token: u64,
+        reply: amber::Result<Vec<u8>>,
+    ) -> amber::Result<()> {
         let v = match reply {
             Ok(b) => format!("{token}:{}", String::from_utf8_lossy(&b)),
             Err(e) => format!("{token}:err:{:?}", e.kind()),
@@ -100,7 +105,8 @@ impl Worker {
             }
             "/two-then-panic" => {
                 ctx.storage().put("a", b"1")?;
-                ctx.storage().exec("CREATE TABLE IF NOT EXISTS t (x)", &[])?;
+                ctx.storage()
+                    .exec("CREATE TABLE IF NOT EXISTS t (x)", &[])?;
                 panic!("handler bug after a write");
             }
             "/big" => {
@@ -180,9 +186,17 @@ fn one_live_instance_under_concurrent_callers() {
     });
     let stub = ns.get(&id).unwrap();
     assert_eq!(body(stub.fetch(Request::new("GET", "/get")).wait()), "200");
-    assert_eq!(probe.created.load(Ordering::SeqCst), 1, "one instance for the id");
+    assert_eq!(
+        probe.created.load(Ordering::SeqCst),
+        1,
+        "one instance for the id"
+    );
     assert_eq!(probe.max_live.load(Ordering::SeqCst), 1);
-    assert_eq!(probe.overlaps.load(Ordering::SeqCst), 0, "turns never overlap");
+    assert_eq!(
+        probe.overlaps.load(Ordering::SeqCst),
+        0,
+        "turns never overlap"
+    );
 }
 
 #[test]
@@ -215,7 +229,11 @@ fn a_panicking_turn_commits_nothing_and_resets_the_instance() {
     assert_eq!(err.kind(), ErrorKind::Closed);
     // Neither the KV write nor the table survived: the turn rolled back.
     assert_eq!(body(stub.fetch(Request::new("GET", "/get?k=a")).wait()), "");
-    assert_eq!(probe.created.load(Ordering::SeqCst), 2, "instance was reset");
+    assert_eq!(
+        probe.created.load(Ordering::SeqCst),
+        2,
+        "instance was reset"
+    );
     assert_eq!(probe.live.load(Ordering::SeqCst), 1);
 }
 
@@ -281,14 +299,19 @@ fn rpc_to_self_and_peers_without_deadlock() {
     let ns = rt.namespace("worker").unwrap();
     let a = ns.get(&ns.id_from_name("a").unwrap()).unwrap();
     // Blocking on a call to yourself fails at once instead of hanging.
-    assert_eq!(body(a.fetch(Request::new("GET", "/self-block")).wait()), "InvalidInput");
+    assert_eq!(
+        body(a.fetch(Request::new("GET", "/self-block")).wait()),
+        "InvalidInput"
+    );
     // Through Ctx::call, the reply arrives as an event.
     let sent = a.fetch(Request::new("POST", "/self-call").with_body("hi"));
     assert_eq!(body(sent.wait()), "sent");
     assert!(eventually(5, || {
         body(a.fetch(Request::new("GET", "/get?k=reply")).wait()) == "7:hi"
     }));
-    a.fetch(Request::new("POST", "/call-peer?peer=b")).wait().unwrap();
+    a.fetch(Request::new("POST", "/call-peer?peer=b"))
+        .wait()
+        .unwrap();
     assert!(eventually(5, || {
         body(a.fetch(Request::new("GET", "/get?k=reply")).wait()) == "9:b"
     }));
@@ -314,7 +337,10 @@ fn a_full_mailbox_refuses_with_overloaded() {
     let queued: Vec<_> = (0..3)
         .map(|_| stub.fetch(Request::new("POST", "/incr")))
         .collect();
-    let err = stub.fetch(Request::new("POST", "/incr")).wait().unwrap_err();
+    let err = stub
+        .fetch(Request::new("POST", "/incr"))
+        .wait()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Overloaded);
     assert!(err.is_retryable());
     tx.send(()).unwrap();
@@ -348,9 +374,19 @@ fn ids_from_names_unique_ids_and_strings() {
     assert!(rt.namespace("nope").is_err());
     assert!(ns.id_from_name("").is_err());
     // An object knows its own id and name.
-    let who = body(ns.get(&a).unwrap().fetch(Request::new("GET", "/whoami")).wait());
+    let who = body(
+        ns.get(&a)
+            .unwrap()
+            .fetch(Request::new("GET", "/whoami"))
+            .wait(),
+    );
     assert_eq!(who, format!("alice|{a}"));
-    let who = body(ns.get(&u).unwrap().fetch(Request::new("GET", "/whoami")).wait());
+    let who = body(
+        ns.get(&u)
+            .unwrap()
+            .fetch(Request::new("GET", "/whoami"))
+            .wait(),
+    );
     assert_eq!(who, format!("<unique>|{u}"));
     // Unique ids are per namespace.
     let rt2 = Runtime::builder(rt.store().clone())

@@ -13,11 +13,18 @@ fn counter_holds_its_value_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let mut srv = Server::start(dir.path());
     for want in 1..=3 {
-        assert_eq!(srv.post("/counter/c1/increment", ""), (200, want.to_string()));
+        assert_eq!(
+            srv.post("/counter/c1/increment", ""),
+            (200, want.to_string())
+        );
     }
     assert_eq!(srv.get("/counter/c1"), (200, "3".into()));
     assert_eq!(srv.get("/counter/c1/read"), (200, "3".into()));
-    assert_eq!(srv.get("/counter/c1/increment"), (200, "4".into()), "GET works too, for wrk");
+    assert_eq!(
+        srv.get("/counter/c1/increment"),
+        (200, "4".into()),
+        "GET works too, for wrk"
+    );
     assert_eq!(srv.post("/counter/c1/kv", ""), (200, "1".into()));
     assert_eq!(srv.get("/counter/other"), (200, "0".into()));
     assert!(srv.terminate(10).success());
@@ -63,7 +70,10 @@ fn graceful_shutdown_keeps_every_acknowledged_write() {
     // Every 200 was durable before it was sent. A request in flight at the
     // moment of shutdown may have committed with its reply lost, but graceful
     // shutdown finishes in-flight requests, so at most one per client.
-    assert!(value >= acked, "lost acknowledged writes: {value} < {acked}");
+    assert!(
+        value >= acked,
+        "lost acknowledged writes: {value} < {acked}"
+    );
     assert!(value <= acked + 8, "{value} vs {acked}");
 }
 
@@ -71,15 +81,25 @@ fn graceful_shutdown_keeps_every_acknowledged_write() {
 fn kv_face_metrics_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path());
-    let put = |k: &str, v: &str| http(srv.addr, "PUT", &format!("/kv/box/{k}"), v.as_bytes()).unwrap();
+    let put =
+        |k: &str, v: &str| http(srv.addr, "PUT", &format!("/kv/box/{k}"), v.as_bytes()).unwrap();
     assert_eq!(put("b", "2"), (200, "ok".into()));
     assert_eq!(put("a", "1"), (200, "ok".into()));
     assert_eq!(srv.get("/kv/box/a"), (200, "1".into()));
     assert_eq!(srv.get("/kv/box/zzz").0, 404);
     assert_eq!(srv.get("/kv/box"), (200, r#"[["a","1"],["b","2"]]"#.into()));
-    assert_eq!(srv.get("/kv/box?limit=1&reverse=true"), (200, r#"[["b","2"]]"#.into()));
-    assert_eq!(http(srv.addr, "DELETE", "/kv/box/a", b"").unwrap(), (200, "true".into()));
-    assert_eq!(http(srv.addr, "DELETE", "/kv/box/a", b"").unwrap(), (200, "false".into()));
+    assert_eq!(
+        srv.get("/kv/box?limit=1&reverse=true"),
+        (200, r#"[["b","2"]]"#.into())
+    );
+    assert_eq!(
+        http(srv.addr, "DELETE", "/kv/box/a", b"").unwrap(),
+        (200, "true".into())
+    );
+    assert_eq!(
+        http(srv.addr, "DELETE", "/kv/box/a", b"").unwrap(),
+        (200, "false".into())
+    );
     // Typed errors become 4xx, never a crash.
     assert_eq!(srv.get("/nope/x").0, 400);
     assert_eq!(srv.get("/kv/box?limit=-1").0, 400);
@@ -106,5 +126,6 @@ fn alarms_set_over_http_fire() {
     let srv = Server::start(dir.path());
     let past = 1_000u64;
     assert_eq!(srv.post(&format!("/kv/al?alarm={past}"), "").0, 200);
-    assert!(support::eventually(10, || srv.get("/kv/al/alarm-fired") == (200, past.to_string())));
+    assert!(support::eventually(10, || srv.get("/kv/al/alarm-fired")
+        == (200, past.to_string())));
 }

@@ -11,7 +11,8 @@ use serde_json::Value;
 use support::server::Server;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(srv: &Server, room: &str, name: &str) -> Ws {
     let url = format!("ws://{}/chat/{room}/ws?name={name}", srv.addr);
@@ -40,7 +41,10 @@ async fn next_json(ws: &mut Ws) -> Value {
 #[test]
 fn chat_broadcasts_answers_pings_and_keeps_history_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut srv = Server::start(dir.path());
     rt.block_on(async {
         let mut alice = connect(&srv, "lobby", "alice").await;
@@ -53,15 +57,23 @@ fn chat_broadcasts_answers_pings_and_keeps_history_across_restarts() {
         alice.send(Message::Text("hello bob".into())).await.unwrap();
         for ws in [&mut alice, &mut bob] {
             let m = next_json(ws).await;
-            assert_eq!((m["type"].as_str(), m["name"].as_str(), m["text"].as_str()),
-                (Some("message"), Some("alice"), Some("hello bob")));
+            assert_eq!(
+                (m["type"].as_str(), m["name"].as_str(), m["text"].as_str()),
+                (Some("message"), Some("alice"), Some("hello bob"))
+            );
         }
         // Answered by the runtime's auto-response.
         bob.send(Message::Text("ping".into())).await.unwrap();
         assert_eq!(next_text(&mut bob).await, "pong");
         // Another room does not see lobby traffic.
         let mut carol = connect(&srv, "elsewhere", "carol").await;
-        assert_eq!(next_json(&mut carol).await["messages"].as_array().unwrap().len(), 0);
+        assert_eq!(
+            next_json(&mut carol).await["messages"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
     });
     let (status, page) = srv.get("/chat/lobby");
     assert_eq!(status, 200);
@@ -85,7 +97,10 @@ fn chat_broadcasts_answers_pings_and_keeps_history_across_restarts() {
 #[test]
 fn shutdown_closes_sockets_with_going_away() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut srv = Server::start(dir.path());
     let mut ws = rt.block_on(async {
         let mut ws = connect(&srv, "r", "x").await;
@@ -94,11 +109,16 @@ fn shutdown_closes_sockets_with_going_away() {
     });
     let pid = srv.child.id();
     let waiter = std::thread::spawn(move || {
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     });
     let code = rt.block_on(async {
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap()
+            {
                 Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 _ => return None,

@@ -36,7 +36,12 @@ pub trait ObjectClass: Send + 'static {
 
     /// The reply to a `Ctx::call` this object made, delivered as its own
     /// event. `token` is the one passed to `Ctx::call`.
-    fn rpc_reply(&mut self, _ctx: &mut Ctx<'_>, _token: u64, _reply: Result<Vec<u8>>) -> Result<()> {
+    fn rpc_reply(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        _token: u64,
+        _reply: Result<Vec<u8>>,
+    ) -> Result<()> {
         Ok(())
     }
 

@@ -103,7 +103,13 @@ impl<'a> Ctx<'a> {
                 reply: ReplyTo::Object(me.clone(), token),
             };
             if let Err(e) = inner.enqueue(&target, ev) {
-                let _ = inner.enqueue(&me, Event::RpcReply { token, result: Err(e) });
+                let _ = inner.enqueue(
+                    &me,
+                    Event::RpcReply {
+                        token,
+                        result: Err(e),
+                    },
+                );
             }
         }));
     }

@@ -99,7 +99,9 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
         _ => None,
     };
     inner.metrics.turns.fetch_add(1, Ordering::Relaxed);
-    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(inner, slot, inst, &mut turn, ev)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        dispatch(inner, slot, inst, &mut turn, ev)
+    }));
     let mut alarm_outcome = match outcome {
         Ok(o) => o,
         Err(_) => {
@@ -213,17 +215,34 @@ fn dispatch(
             }));
         }
         Event::RpcReply { token, result } => {
-            log_err(&slot.id, "rpc_reply", class.rpc_reply(&mut ctx, token, result));
+            log_err(
+                &slot.id,
+                "rpc_reply",
+                class.rpc_reply(&mut ctx, token, result),
+            );
         }
         Event::Alarm {
             name,
             time_ms,
             retry,
-        } => return Some(run_alarm(inner, class.as_mut(), &mut ctx, name, time_ms, retry)),
+        } => {
+            return Some(run_alarm(
+                inner,
+                class.as_mut(),
+                &mut ctx,
+                name,
+                time_ms,
+                retry,
+            ))
+        }
         Event::WsMessage { socket, msg } => {
             let ws = WebSocket::new(socket);
             if ctx.slot.sockets().open.contains_key(&socket) {
-                log_err(&slot.id, "websocket_message", class.websocket_message(&mut ctx, &ws, msg));
+                log_err(
+                    &slot.id,
+                    "websocket_message",
+                    class.websocket_message(&mut ctx, &ws, msg),
+                );
             }
         }
         Event::WsClose {
@@ -321,10 +340,18 @@ fn activate(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Result<Instance> {
     }
     let seq_before = inst.obj.seq();
     let ticket = inst.obj.end_turn()?;
-    release(inner, slot, ticket, turn.held, inst.obj.seq() != seq_before, t0);
+    release(
+        inner,
+        slot,
+        ticket,
+        turn.held,
+        inst.obj.seq() != seq_before,
+        t0,
+    );
     refresh_alarms(inner, slot, &mut inst);
     slot.live.store(true, Ordering::Release);
-    slot.mem.store(inner.cfg.instance_overhead_bytes, Ordering::Release);
+    slot.mem
+        .store(inner.cfg.instance_overhead_bytes, Ordering::Release);
     inner.metrics.activations.fetch_add(1, Ordering::Relaxed);
     inner.metrics.observe_wake(t0.elapsed());
     Ok(inst)
@@ -393,7 +420,13 @@ fn fail_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event, e: Error) {
                 let _ = tx.send(Err(e));
             }
             ReplyTo::Object(caller, token) => {
-                let _ = inner.enqueue(&caller, Event::RpcReply { token, result: Err(e) });
+                let _ = inner.enqueue(
+                    &caller,
+                    Event::RpcReply {
+                        token,
+                        result: Err(e),
+                    },
+                );
             }
             ReplyTo::Nobody => {}
         },

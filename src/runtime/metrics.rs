@@ -7,7 +7,19 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
     u64::MAX,
 ];
 
@@ -78,14 +90,46 @@ impl Metrics {
         let mut out = String::new();
         let counters: [(&str, &AtomicU64, &str); 9] = [
             ("amber_turns_total", &self.turns, "Events run as turns."),
-            ("amber_commits_total", &self.commits, "Turns that committed writes."),
-            ("amber_activations_total", &self.activations, "Instances started (first use or wake)."),
-            ("amber_evictions_total", &self.evictions, "Instances closed for idleness or memory."),
-            ("amber_resets_total", &self.resets, "Instances reset after a failed commit or panic."),
-            ("amber_overloaded_total", &self.overloaded, "Events refused because a mailbox was full."),
-            ("amber_alarms_fired_total", &self.alarms_fired, "Alarm handler runs."),
-            ("amber_alarms_failed_total", &self.alarms_failed, "Alarm handler failures."),
-            ("amber_ws_auto_responses_total", &self.auto_responses, "WebSocket auto-responses sent without waking."),
+            (
+                "amber_commits_total",
+                &self.commits,
+                "Turns that committed writes.",
+            ),
+            (
+                "amber_activations_total",
+                &self.activations,
+                "Instances started (first use or wake).",
+            ),
+            (
+                "amber_evictions_total",
+                &self.evictions,
+                "Instances closed for idleness or memory.",
+            ),
+            (
+                "amber_resets_total",
+                &self.resets,
+                "Instances reset after a failed commit or panic.",
+            ),
+            (
+                "amber_overloaded_total",
+                &self.overloaded,
+                "Events refused because a mailbox was full.",
+            ),
+            (
+                "amber_alarms_fired_total",
+                &self.alarms_fired,
+                "Alarm handler runs.",
+            ),
+            (
+                "amber_alarms_failed_total",
+                &self.alarms_failed,
+                "Alarm handler failures.",
+            ),
+            (
+                "amber_ws_auto_responses_total",
+                &self.auto_responses,
+                "WebSocket auto-responses sent without waking.",
+            ),
         ];
         for (name, c, help) in counters {
             let _ = writeln!(

@@ -161,9 +161,15 @@ impl RuntimeBuilder {
     }
 
     /// Registers class `name` (1-64 characters of `[a-z0-9_-]`).
-    pub fn class<C: ObjectClass>(mut self, name: &str, make: impl Fn() -> C + Send + Sync + 'static) -> Self {
-        self.classes
-            .push((name.to_owned(), Arc::new(move || Box::new(make()) as Box<dyn ObjectClass>)));
+    pub fn class<C: ObjectClass>(
+        mut self,
+        name: &str,
+        make: impl Fn() -> C + Send + Sync + 'static,
+    ) -> Self {
+        self.classes.push((
+            name.to_owned(),
+            Arc::new(move || Box::new(make()) as Box<dyn ObjectClass>),
+        ));
         self
     }
 
@@ -413,7 +419,9 @@ impl Inner {
     }
 
     pub(crate) fn remember_name(&self, id: &Id) {
-        lock(&self.names).entry(id.raw()).or_insert_with(|| id.clone());
+        lock(&self.names)
+            .entry(id.raw())
+            .or_insert_with(|| id.clone());
     }
 
     pub(crate) fn lookup_name(&self, raw: &ObjectId) -> Option<Id> {
@@ -448,7 +456,10 @@ impl Inner {
     /// Queues `ev` for `id`, waking a worker if the object is idle.
     pub(crate) fn enqueue(&self, id: &Id, ev: Event) -> Result<()> {
         if self.closing.load(Ordering::Acquire) && ev.is_external() {
-            return Err(Error::new(ErrorKind::Closed, "the runtime is shutting down"));
+            return Err(Error::new(
+                ErrorKind::Closed,
+                "the runtime is shutting down",
+            ));
         }
         loop {
             let slot = self.slot(id)?;
@@ -463,8 +474,7 @@ impl Inner {
                         ErrorKind::Overloaded,
                         format!(
                             "object {} has {} events waiting (mailbox_capacity)",
-                            id,
-                            mb.external
+                            id, mb.external
                         ),
                     ));
                 }

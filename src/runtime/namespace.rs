@@ -111,7 +111,10 @@ impl Stub {
     /// durable (or with the error that replaced it).
     pub fn fetch(&self, req: Request) -> Pending<Response> {
         let (tx, rx) = oneshot::channel();
-        match self.inner.enqueue(&self.id, Event::Fetch { req, reply: tx }) {
+        match self
+            .inner
+            .enqueue(&self.id, Event::Fetch { req, reply: tx })
+        {
             Ok(()) => Pending::new(rx, Some(self.id.raw())),
             Err(e) => Pending::failed(e),
         }

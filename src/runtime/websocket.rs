@@ -135,10 +135,7 @@ fn check_tags(tags: &[&str]) -> Result<()> {
         if t.is_empty() || t.len() > MAX_TAG_BYTES {
             return Err(Error::new(
                 ErrorKind::LimitExceeded,
-                format!(
-                    "a tag must be 1 to {MAX_TAG_BYTES} bytes, got {}",
-                    t.len()
-                ),
+                format!("a tag must be 1 to {MAX_TAG_BYTES} bytes, got {}", t.len()),
             ));
         }
     }

@@ -68,7 +68,9 @@ async fn to_object(
 ) -> HttpResponse {
     let (mut parts, body) = req.into_parts();
     let upgrade = if is_upgrade(&parts.headers) {
-        WebSocketUpgrade::from_request_parts(&mut parts, &()).await.ok()
+        WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
     } else {
         None
     };

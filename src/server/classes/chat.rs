@@ -64,7 +64,12 @@ impl ObjectClass for Chat {
         }
     }
 
-    fn websocket_message(&mut self, ctx: &mut Ctx<'_>, ws: &WebSocket, msg: WsMessage) -> Result<()> {
+    fn websocket_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        ws: &WebSocket,
+        msg: WsMessage,
+    ) -> Result<()> {
         let text = match msg {
             WsMessage::Text(t) => t,
             WsMessage::Binary(_) => return Ok(()),
@@ -72,7 +77,10 @@ impl ObjectClass for Chat {
         if text.is_empty() || text.len() > MAX_MESSAGE_BYTES {
             ctx.send(
                 ws,
-                WsMessage::Text(json!({"type": "error", "error": "message must be 1 to 4096 bytes"}).to_string()),
+                WsMessage::Text(
+                    json!({"type": "error", "error": "message must be 1 to 4096 bytes"})
+                        .to_string(),
+                ),
             );
             return Ok(());
         }
@@ -92,7 +100,13 @@ impl ObjectClass for Chat {
         Ok(())
     }
 
-    fn websocket_close(&mut self, ctx: &mut Ctx<'_>, ws: &WebSocket, _code: u16, _reason: &str) -> Result<()> {
+    fn websocket_close(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        ws: &WebSocket,
+        _code: u16,
+        _reason: &str,
+    ) -> Result<()> {
         ctx.close_websocket(ws, 1000, "bye");
         Ok(())
     }

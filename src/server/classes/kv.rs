@@ -64,7 +64,10 @@ fn list(obj: &mut crate::Object, req: &Request) -> Result<Response> {
     opts.reverse = req.query_param("reverse").is_some_and(|v| v == "true");
     if let Some(l) = req.query_param("limit") {
         opts.limit = Some(l.parse().map_err(|_| {
-            Error::new(ErrorKind::InvalidInput, "limit must be a non-negative integer")
+            Error::new(
+                ErrorKind::InvalidInput,
+                "limit must be a non-negative integer",
+            )
         })?);
     }
     let rows: Vec<(String, String)> = obj

@@ -86,6 +86,9 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
             Err(e) => {
                 tracing::warn!(object = %slot.id, error = %e, "activation failed");
                 fail_event(inner, slot, ev, e);
+                drop(guard);
+                // Do not keep a slot for an object that never opened.
+                inner.maybe_remove(slot);
                 CURRENT.with(|c| c.set(None));
                 return;
             }

@@ -80,6 +80,7 @@ pub type GateHook = Arc<dyn Fn(&Id, u64) + Send + Sync>;
 #[derive(Clone)]
 pub struct RuntimeConfig {
     /// Worker threads running turns (the pool is shared by all objects).
+    /// Default: twice the cores, 4 to 32.
     pub workers: usize,
     /// Most external events (requests, calls, socket messages) waiting per
     /// object; beyond it callers get `ErrorKind::Overloaded`.
@@ -112,10 +113,13 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
+            // Twice the cores: a worker blocks while an object opens (a new
+            // object's files are fsync'd) or closes (it waits for
+            // durability), and CPU-bound turns are short.
             workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(2, 16),
+                .map(|n| 2 * n.get())
+                .unwrap_or(4)
+                .clamp(4, 32),
             mailbox_capacity: 1024,
             idle_timeout: Duration::from_secs(70),
             hibernation_timeout: Duration::from_secs(10),
@@ -514,6 +518,9 @@ impl Inner {
             return;
         }
         tracing::info!("runtime shutting down: finishing queued events");
+        // No new alarm deliveries: they would reopen objects being closed.
+        // Stored alarms stay stored and fire after the next start.
+        self.alarms.stop();
         // Close every live instance after what is already queued.
         let mut waits = Vec::new();
         for slot in self.all_slots() {
@@ -530,7 +537,6 @@ impl Inner {
         for w in waits {
             let _ = w.wait_timeout(Duration::from_secs(30));
         }
-        self.alarms.stop();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for _ in 0..threads.len() {
             let _ = self.ready.send(None);

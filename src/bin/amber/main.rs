@@ -57,6 +57,9 @@ enum Cmd {
         /// Seconds an idle object stays in memory.
         #[arg(long)]
         idle_timeout: Option<u64>,
+        /// Threads that fsync objects' WAL files (fsyncs in flight).
+        #[arg(long, default_value_t = 16)]
+        sync_threads: usize,
     },
 }
 
@@ -119,12 +122,14 @@ fn run(cli: Cli) -> Result<(), Error> {
         listen,
         workers,
         idle_timeout,
+        sync_threads,
     } = cli.cmd
     {
         let args = serve::ServeArgs {
             listen,
             workers,
             idle_timeout_secs: idle_timeout,
+            sync_threads,
         };
         return serve::run(&cli.data, args);
     }

@@ -7,6 +7,7 @@
 # WORKERD_BIN defaults to /tmp/wd/node_modules/@cloudflare/workerd-linux-64/bin/workerd
 # (install with `npm install workerd` in /tmp/wd); PEERS_DIR to ../shared/peers.
 # Needs wrk (`apt-get install -y wrk`). Results go to stdout; see docs/runtime.md.
+# DUR=10s sets each wrk run's length; ORDER=workerd,amber swaps the sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKERD=${1:-/tmp/wd/node_modules/@cloudflare/workerd-linux-64/bin/workerd}
@@ -33,6 +34,7 @@ run() { # label url [script]
   echo "$out" | awk '/Latency/ {print "    latency avg " $2 ", max " $4}'
 }
 
+amber_side() {
 echo "== amber serve (release) =="
 RUST_LOG=warn $AMBER --data "$SCRATCH/amber" serve --listen 127.0.0.1:8787 2>"$SCRATCH/amber.log" &
 APID=$!
@@ -45,7 +47,9 @@ run "SQL read" http://127.0.0.1:8787/counter/one/read
 run "KV increment" http://127.0.0.1:8787/counter/one/kv
 echo "    final value: $(curl -s http://127.0.0.1:8787/counter/one)"
 kill -TERM $APID; wait $APID || true
+}
 
+workerd_side() {
 echo "== workerd $($WORKERD --version) =="
 mkdir -p "$SCRATCH/wd/do-data"
 cp "$PEERS/config.capnp" "$PEERS/counter.js" "$SCRATCH/wd/"
@@ -59,3 +63,11 @@ run "SQL increment, 1000 warm objects" http://127.0.0.1:8787/ "$PEERS/many.lua"
 run "SQL read" "http://127.0.0.1:8787/read?name=one"
 run "KV increment" "http://127.0.0.1:8787/kv?name=one"
 kill $WPID; wait $WPID 2>/dev/null || true
+}
+
+# ORDER=workerd,amber runs workerd first, to check that the order (and any
+# drift in background load) does not decide the result.
+for side in $(echo "${ORDER:-amber,workerd}" | tr ',' ' '); do
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  "${side}_side"
+done

@@ -143,6 +143,19 @@ impl Worker {
                 ctx.call(&peer, "whoami", Vec::new(), 9);
                 Ok(Response::ok("sent"))
             }
+            "/bcw" => {
+                let fail = req.query_param("fail").is_some();
+                let v = ctx.block_concurrency_while(|o| {
+                    o.put("bcw", b"inside")?;
+                    if fail {
+                        return Err(amber::Error::new(ErrorKind::InvalidInput, "init failed"));
+                    }
+                    Ok(42)
+                })?;
+                // Committed (and durable) before the handler goes on.
+                let seq = ctx.storage().seq();
+                Ok(Response::ok(format!("{v}:{seq}")))
+            }
             "/whoami" => Ok(Response::ok(format!(
                 "{}|{}",
                 ctx.name().unwrap_or("<unique>"),
@@ -396,4 +409,23 @@ fn ids_from_names_unique_ids_and_strings() {
     let other = rt2.namespace("other").unwrap();
     assert!(other.id_from_string(&u.to_string()).is_err());
     assert!(other.get(&u).is_err());
+}
+
+#[test]
+fn block_concurrency_while_commits_durably_or_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, probe) = runtime_with(fast_config(), Store::open(Config::new(dir.path())).unwrap());
+    let ns = rt.namespace("worker").unwrap();
+    let stub = ns.get(&ns.id_from_name("bcw").unwrap()).unwrap();
+    assert_eq!(body(stub.fetch(Request::new("POST", "/bcw")).wait()), "42:1");
+    assert_eq!(body(stub.fetch(Request::new("GET", "/get?k=bcw")).wait()), "inside");
+    stub.fetch(Request::new("POST", "/incr")).wait().unwrap();
+    // A failing closure: the reply is an error, the turn's writes are
+    // dropped, and the instance is reset.
+    let err = stub.fetch(Request::new("POST", "/bcw?fail=1")).wait().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+    assert!(err.message().contains("block_concurrency_while"), "{err}");
+    assert_eq!(probe.created.load(Ordering::SeqCst), 1);
+    assert_eq!(body(stub.fetch(Request::new("GET", "/get")).wait()), "1");
+    assert_eq!(probe.created.load(Ordering::SeqCst), 2, "reset after the failure");
 }

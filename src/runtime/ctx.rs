@@ -59,7 +59,8 @@ impl<'a> Ctx<'a> {
     /// event ends, so no other event of this object runs until then (the
     /// input gate stays closed across the fsync, where a normal turn lets
     /// the next event start while its reply waits). If `f` fails, the
-    /// instance is reset after this turn, as in Durable Objects.
+    /// instance is reset when the handler returns, and nothing the turn
+    /// wrote after the last durable point commits, as in Durable Objects.
     pub fn block_concurrency_while<T>(
         &mut self,
         f: impl FnOnce(&mut Object) -> Result<T>,

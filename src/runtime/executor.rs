@@ -18,7 +18,7 @@ use super::slot::{lock, Event, Instance, ReplyTo, Slot};
 use super::websocket::WebSocket;
 use super::Inner;
 use crate::durability::Ticket;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Events a worker runs from one slot before giving others a turn.
 const BATCH: usize = 32;
@@ -123,6 +123,26 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
             return;
         }
     };
+    if turn.reset {
+        // A `block_concurrency_while` closure failed: reset without
+        // committing what the rest of the turn wrote, as Durable Objects do.
+        let err = Error::new(
+            ErrorKind::Closed,
+            "block_concurrency_while failed; the object was reset",
+        );
+        for a in turn.held {
+            a(Err(err.clone()));
+        }
+        inner.metrics.resets.fetch_add(1, Ordering::Relaxed);
+        *guard = None;
+        slot.live.store(false, Ordering::Release);
+        drop(guard);
+        if let Some((name, t)) = alarm {
+            inner.alarms.done(&slot.id, &name, t, Outcome::Failed);
+        }
+        CURRENT.with(|c| c.set(None));
+        return;
+    }
     let started = Instant::now();
     match inst.obj.end_turn() {
         Ok(ticket) => {

@@ -254,15 +254,17 @@ fn a_panicking_turn_commits_nothing_and_resets_the_instance() {
 fn output_gate_holds_replies_until_the_commit_is_durable() {
     let dir = tempfile::tempdir().unwrap();
     // The hook stands in for a slow fsync: the first commit of the object
-    // does not count as durable until the test says so.
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let release_rx = Mutex::new(Some(release_rx));
+    // does not count as durable until the test releases it.
+    type Release = Box<dyn FnOnce() + Send>;
+    let held: Arc<Mutex<Option<Release>>> = Arc::new(Mutex::new(None));
+    let first = Arc::new(AtomicBool::new(true));
     let mut cfg = fast_config();
-    cfg.gate_hook = Some(Arc::new(move |_id, seq| {
-        if seq == 1 {
-            if let Some(rx) = release_rx.lock().unwrap().take() {
-                let _ = rx.recv_timeout(Duration::from_secs(10));
-            }
+    let (h, f) = (held.clone(), first.clone());
+    cfg.gate_hook = Some(Arc::new(move |_id, seq, release: Release| {
+        if seq == 1 && f.swap(false, Ordering::SeqCst) {
+            *h.lock().unwrap() = Some(release);
+        } else {
+            release();
         }
     }));
     let (rt, _) = runtime_with(cfg, Store::open(Config::new(dir.path())).unwrap());
@@ -278,7 +280,12 @@ fn output_gate_holds_replies_until_the_commit_is_durable() {
     // The write ran and the read after it saw it, but neither reply left:
     // the read's reply queues behind the unconfirmed write.
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-    release_tx.send(()).unwrap();
+    let release = held
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the write's ticket resolved");
+    release();
     let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(first, ("/incr", "1".to_owned()));
@@ -417,15 +424,28 @@ fn block_concurrency_while_commits_durably_or_resets() {
     let (rt, probe) = runtime_with(fast_config(), Store::open(Config::new(dir.path())).unwrap());
     let ns = rt.namespace("worker").unwrap();
     let stub = ns.get(&ns.id_from_name("bcw").unwrap()).unwrap();
-    assert_eq!(body(stub.fetch(Request::new("POST", "/bcw")).wait()), "42:1");
-    assert_eq!(body(stub.fetch(Request::new("GET", "/get?k=bcw")).wait()), "inside");
+    assert_eq!(
+        body(stub.fetch(Request::new("POST", "/bcw")).wait()),
+        "42:1"
+    );
+    assert_eq!(
+        body(stub.fetch(Request::new("GET", "/get?k=bcw")).wait()),
+        "inside"
+    );
     stub.fetch(Request::new("POST", "/incr")).wait().unwrap();
     // A failing closure: the reply is an error, the turn's writes are
     // dropped, and the instance is reset.
-    let err = stub.fetch(Request::new("POST", "/bcw?fail=1")).wait().unwrap_err();
+    let err = stub
+        .fetch(Request::new("POST", "/bcw?fail=1"))
+        .wait()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed);
     assert!(err.message().contains("block_concurrency_while"), "{err}");
     assert_eq!(probe.created.load(Ordering::SeqCst), 1);
     assert_eq!(body(stub.fetch(Request::new("GET", "/get")).wait()), "1");
-    assert_eq!(probe.created.load(Ordering::SeqCst), 2, "reset after the failure");
+    assert_eq!(
+        probe.created.load(Ordering::SeqCst),
+        2,
+        "reset after the failure"
+    );
 }

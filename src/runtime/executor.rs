@@ -419,16 +419,18 @@ fn release(
         if wrote {
             inner.metrics.observe_confirm(started.elapsed());
         }
-        let gate = match r {
-            Ok(_) => {
-                if let Some(h) = &inner.cfg.gate_hook {
-                    h(&slot.id, seq);
-                }
-                Ok(())
+        match (r, &inner.cfg.gate_hook) {
+            (Ok(_), Some(hook)) => {
+                let s = slot.clone();
+                hook(
+                    &slot.id,
+                    seq,
+                    Box::new(move || s.gate.complete(n, Ok(()), held)),
+                );
             }
-            Err(e) => Err(e),
-        };
-        slot.gate.complete(n, gate, held);
+            (Ok(_), None) => slot.gate.complete(n, Ok(()), held),
+            (Err(e), _) => slot.gate.complete(n, Err(e), held),
+        }
     });
 }
 

@@ -68,13 +68,14 @@ use slot::{lock, Event, Slot};
 /// Makes a fresh instance of a class.
 pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn ObjectClass> + Send + Sync>;
 
-/// Called when a turn's commit is durable and before its held outputs are
-/// released, with the object's id and the ticket's sequence number. It runs
-/// on the thread that settled the ticket (a syncer thread, or the worker if
-/// the ticket was already settled). Blocking in it delays the object's
-/// outputs exactly as a slow fsync would, which is how the tests observe
-/// the output gate; in production, use it for tracing only.
-pub type GateHook = Arc<dyn Fn(&Id, u64) + Send + Sync>;
+/// Called when a turn's ticket resolves, with the object's id, the
+/// ticket's sequence number and the continuation that releases the turn's
+/// held outputs. The default (no hook) releases at once. A hook may call
+/// `release` later, from any thread: the object's outputs then wait exactly
+/// as they would behind a slow fsync, which is how the tests observe the
+/// output gate. It runs on whichever thread settled the ticket, so it must
+/// not block.
+pub type GateHook = Arc<dyn Fn(&Id, u64, Box<dyn FnOnce() + Send>) + Send + Sync>;
 
 /// Runtime settings. `RuntimeConfig::default()` follows Durable Objects.
 #[derive(Clone)]

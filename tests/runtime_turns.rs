@@ -99,6 +99,16 @@ impl Worker {
                 ctx.storage().put("log", &log)?;
                 Ok(Response::ok(""))
             }
+            "/incr-unconfirmed" => {
+                let n = int(ctx, "n") + 1;
+                let opts = amber::WriteOptions {
+                    allow_unconfirmed: true,
+                    ..Default::default()
+                };
+                ctx.storage()
+                    .put_with("n", n.to_string().as_bytes(), opts)?;
+                Ok(Response::ok(n.to_string()))
+            }
             "/get" => {
                 let key = req.query_param("k").unwrap_or("n").to_owned();
                 Ok(Response::ok(ctx.storage().get(&key)?.unwrap_or_default()))
@@ -448,4 +458,45 @@ fn block_concurrency_while_commits_durably_or_resets() {
         2,
         "reset after the failure"
     );
+}
+
+#[test]
+fn allow_unconfirmed_writes_do_not_hold_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    type Release = Box<dyn FnOnce() + Send>;
+    let held: Arc<Mutex<Vec<Release>>> = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    let mut cfg = fast_config();
+    // Every commit after the first is "slow": its outputs wait for the test.
+    cfg.gate_hook = Some(Arc::new(move |_id, seq, release: Release| {
+        if seq >= 2 {
+            h.lock().unwrap().push(release);
+        } else {
+            release();
+        }
+    }));
+    let (rt, _) = runtime_with(cfg, Store::open(Config::new(dir.path())).unwrap());
+    let ns = rt.namespace("worker").unwrap();
+    let stub = ns.get(&ns.id_from_name("unconfirmed").unwrap()).unwrap();
+    assert_eq!(body(stub.fetch(Request::new("POST", "/incr")).wait()), "1");
+    // An unconfirmed write's reply does not wait for its commit.
+    let r = stub.fetch(Request::new("POST", "/incr-unconfirmed"));
+    assert_eq!(body(r.wait_timeout(Duration::from_secs(5))), "2");
+    // A confirmed one does.
+    let r = stub.fetch(Request::new("POST", "/incr"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(body(r.wait())).unwrap());
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    // Release what the hook holds (its fsync may still be running, so
+    // keep releasing until the reply arrives).
+    let mut got = None;
+    for _ in 0..500 {
+        let pending: Vec<Release> = held.lock().unwrap().drain(..).collect();
+        pending.into_iter().for_each(|release| release());
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(10)) {
+            got = Some(v);
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some("3"));
 }

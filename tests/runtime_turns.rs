@@ -290,11 +290,11 @@ fn output_gate_holds_replies_until_the_commit_is_durable() {
     // The write ran and the read after it saw it, but neither reply left:
     // the read's reply queues behind the unconfirmed write.
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-    let release = held
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the write's ticket resolved");
+    assert!(
+        eventually(5, || held.lock().unwrap().is_some()),
+        "the write's ticket resolved"
+    );
+    let release = held.lock().unwrap().take().unwrap();
     release();
     let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();

@@ -72,6 +72,39 @@ fn percentiles() {
     }
 }
 
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory per live, idle counter object: RSS growth while 1,000
+/// new objects are created and left live, divided by 1,000. Includes each
+/// object's SQLite connection, its (small) page cache and schema, the
+/// instance, and the runtime's slot.
+fn memory_per_object() {
+    let (_dir, rt, _) = setup();
+    let ns = rt.namespace("counter").unwrap();
+    let stubs: Vec<Stub> = (0..1000)
+        .map(|i| ns.get(&ns.id_from_name(&format!("m{i}")).unwrap()).unwrap())
+        .collect();
+    let before = rss_bytes();
+    for s in &stubs {
+        read(s);
+    }
+    let after = rss_bytes();
+    println!(
+        "{:>24}: {:.1} KiB per live idle object ({} live)",
+        "memory",
+        (after.saturating_sub(before)) as f64 / 1000.0 / 1024.0,
+        rt.live_objects()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let (_dir, rt, stub) = setup();
     let mut g = c.benchmark_group("runtime");
@@ -86,6 +119,7 @@ criterion_group!(benches, bench);
 
 fn main() {
     percentiles();
+    memory_per_object();
     benches();
     criterion::Criterion::default()
         .configure_from_args()

@@ -66,6 +66,28 @@ async fn to_object(
     path: String,
     req: HttpRequest,
 ) -> HttpResponse {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let resp = dispatch(rt, &class, &name, path.clone(), req).await;
+    tracing::debug!(
+        %method,
+        class,
+        name,
+        path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn dispatch(
+    rt: Shared,
+    class: &str,
+    name: &str,
+    path: String,
+    req: HttpRequest,
+) -> HttpResponse {
     let (mut parts, body) = req.into_parts();
     let upgrade = if is_upgrade(&parts.headers) {
         WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -84,8 +106,8 @@ async fn to_object(
         }
     };
     let stub = match rt
-        .namespace(&class)
-        .and_then(|ns| ns.id_from_name(&name).and_then(|id| ns.get(&id)))
+        .namespace(class)
+        .and_then(|ns| ns.id_from_name(name).and_then(|id| ns.get(&id)))
     {
         Ok(s) => s,
         Err(e) => return error_response(&e),

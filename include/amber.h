@@ -556,6 +556,11 @@ typedef struct AmberRestoreReport {
  */
 #define AMBER_ERR_BUFFER_TOO_SMALL 117
 
+/**
+ * The object's mailbox is full (runtime backpressure); retry later.
+ */
+#define AMBER_ERR_OVERLOADED 118
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

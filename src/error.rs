@@ -35,6 +35,9 @@ pub enum ErrorKind {
     Closed,
     /// A ticket's wait timed out; the commit may still become durable.
     Timeout,
+    /// The runtime refused the event because the object's mailbox is full
+    /// (backpressure). Retry later, with backoff.
+    Overloaded,
 }
 
 #[derive(Clone)]
@@ -140,7 +143,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Io | ErrorKind::Locked | ErrorKind::Timeout
+            ErrorKind::Io | ErrorKind::Locked | ErrorKind::Timeout | ErrorKind::Overloaded
         )
     }
 }

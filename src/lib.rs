@@ -29,6 +29,8 @@ mod id;
 mod object;
 pub mod pitr;
 mod pitr_api;
+pub mod runtime;
+pub mod server;
 pub mod sqlite;
 mod store;
 

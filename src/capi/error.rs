@@ -72,6 +72,8 @@ pub const AMBER_ERR_BAD_BOOKMARK: AmberCode = 116;
 /// A caller buffer is too small for what the call writes; nothing was
 /// done. Bookmarks need `AMBER_BOOKMARK_SIZE` bytes.
 pub const AMBER_ERR_BUFFER_TOO_SMALL: AmberCode = 117;
+/// The object's mailbox is full (runtime backpressure); retry later.
+pub const AMBER_ERR_OVERLOADED: AmberCode = 118;
 
 /// The name of a result code, such as "AMBER_ERR_BUSY", or "AMBER_UNKNOWN".
 ///
@@ -105,6 +107,7 @@ fn code_name(code: AmberCode) -> &'static CStr {
         AMBER_ERR_INTERNAL => c"AMBER_ERR_INTERNAL",
         AMBER_ERR_BAD_BOOKMARK => c"AMBER_ERR_BAD_BOOKMARK",
         AMBER_ERR_BUFFER_TOO_SMALL => c"AMBER_ERR_BUFFER_TOO_SMALL",
+        AMBER_ERR_OVERLOADED => c"AMBER_ERR_OVERLOADED",
         _ => c"AMBER_UNKNOWN",
     }
 }
@@ -122,6 +125,7 @@ pub(crate) fn code_of(kind: ErrorKind) -> AmberCode {
         ErrorKind::Corruption => AMBER_ERR_CORRUPTION,
         ErrorKind::Closed => AMBER_ERR_CLOSED,
         ErrorKind::Timeout => AMBER_ERR_TIMEOUT,
+        ErrorKind::Overloaded => AMBER_ERR_OVERLOADED,
     }
 }
 

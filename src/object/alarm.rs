@@ -93,6 +93,25 @@ impl Object {
         self.alarm_write(name, None)
     }
 
+    /// Every stored alarm as `(name, time_ms)`, sorted by name; the default
+    /// alarm has the empty name. Added for the runtime's alarm scheduler,
+    /// which indexes all alarms of an object after each writing turn and at
+    /// start-up.
+    pub fn list_alarms(&mut self) -> Result<Vec<(String, u64)>> {
+        self.check_usable()?;
+        self.conn
+            .internal(|| {
+                let mut st = self.conn.prepare_cached(schema::ALARM_LIST)?;
+                let mut out = Vec::new();
+                while st.step()? {
+                    let name = String::from_utf8_lossy(&st.column_bytes(0)).into_owned();
+                    out.push((name, st.column_i64(1).max(0) as u64));
+                }
+                Ok(out)
+            })
+            .map_err(Error::sqlite)
+    }
+
     fn alarm_write(&mut self, name: &str, ms: Option<u64>) -> Result<()> {
         self.ensure_txn()?;
         if let Some(level) = self.savepoints.last_mut() {

@@ -53,6 +53,8 @@ pub(crate) const ALARM_GET: &str = "SELECT time_ms FROM _amber_alarms WHERE name
 pub(crate) const ALARM_SET: &str =
     "INSERT OR REPLACE INTO _amber_alarms (name, time_ms) VALUES (?1, ?2)";
 pub(crate) const ALARM_DELETE: &str = "DELETE FROM _amber_alarms WHERE name = ?1";
+/// Every stored alarm, for the runtime's scheduler.
+pub(crate) const ALARM_LIST: &str = "SELECT name, time_ms FROM _amber_alarms ORDER BY name";
 pub(crate) const ALARM_DELETE_ALL: &str = "DELETE FROM _amber_alarms";
 
 pub(crate) const PAGE_COUNT: &str = "PRAGMA page_count";

@@ -11,6 +11,7 @@ use amber::{Config, Error, ErrorKind, Store, Value};
 mod kv;
 mod output;
 mod pitr;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use output::{io, parse_param, print_table, to_json};
@@ -51,6 +52,22 @@ enum Cmd {
     Objects,
     #[command(flatten)]
     Pitr(pitr::PitrCmd),
+    /// Host the built-in object classes (counter, chat, kv) over HTTP and
+    /// WebSockets until SIGINT/SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Worker threads running turns (default: one per core, at least 2).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Seconds an idle object stays in memory.
+        #[arg(long)]
+        idle_timeout: Option<u64>,
+        /// Threads that fsync objects' WAL files (fsyncs in flight).
+        #[arg(long, default_value_t = 16)]
+        sync_threads: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +129,21 @@ fn run(cli: Cli) -> Result<(), Error> {
     if let Some(url) = &cli.bucket {
         config = config.with_bucket(amber::BucketConfig::Url(url.clone()));
     }
+    if let Cmd::Serve {
+        listen,
+        workers,
+        idle_timeout,
+        sync_threads,
+    } = cli.cmd
+    {
+        let args = serve::ServeArgs {
+            listen,
+            workers,
+            idle_timeout_secs: idle_timeout,
+            sync_threads,
+        };
+        return serve::run(config, args);
+    }
     let store = Store::open(config)?;
     let mut out = std::io::stdout().lock();
     match cli.cmd {
@@ -152,6 +184,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
         Cmd::Pitr(cmd) => pitr::run(&store, cmd, &mut out)?,
+        Cmd::Serve { .. } => unreachable!("handled above"),
         Cmd::Objects => {
             for o in store.list_objects()? {
                 writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;

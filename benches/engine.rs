@@ -250,6 +250,21 @@ fn point_write(c: &mut Criterion) {
             o.end_turn().unwrap()
         })
     });
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 =
+        Store::open(Config::new(dir2.path()).with_bucket(amber::BucketConfig::Disabled)).unwrap();
+    let mut o2 = seeded_object(&store2, "write");
+    g.bench_function("amber_no_bucket", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ROWS;
+            o2.exec(
+                "UPDATE t SET v = ?2 WHERE id = ?1",
+                &[ValueRef::Integer(i), ValueRef::Blob(&blob)],
+            )
+            .unwrap();
+            o2.end_turn().unwrap()
+        })
+    });
     g.finish();
     drop((begin, meta, commit, upd));
     o.sync().unwrap().wait().unwrap();
@@ -362,6 +377,19 @@ fn durable_confirm(c: &mut Criterion) {
             n += 1;
             o.put("counter", &n.to_le_bytes()).unwrap();
             o.end_turn().unwrap().wait().unwrap()
+        })
+    });
+    // The same without log shipping: what the bucket's work (capture, and
+    // a PUT with its own fsyncs on the same disk) costs the local confirm.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store2 =
+        Store::open(Config::new(dir2.path()).with_bucket(amber::BucketConfig::Disabled)).unwrap();
+    let mut o2 = store2.open_object("durable").unwrap();
+    g.bench_function("amber_no_bucket_put_end_turn_wait", |b| {
+        b.iter(|| {
+            n += 1;
+            o2.put("counter", &n.to_le_bytes()).unwrap();
+            o2.end_turn().unwrap().wait().unwrap()
         })
     });
     g.finish();

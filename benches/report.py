@@ -17,11 +17,13 @@ CHECKS = [
     ("point_read", "amber", "raw_sqlite", 1.1, "le"),
     ("point_write", "amber", "raw_sqlite", 1.1, "le"),
     ("point_write", "amber", "raw_sqlite_same_work", 1.1, "le"),
+    ("point_write", "amber_no_bucket", "raw_sqlite_same_work", 1.1, "le"),
     ("kv_put_100_per_turn", "amber", "raw_sqlite_autocommit", 20.0, "speedup"),
     ("kv_put_100_per_turn", "amber", "raw_sqlite_one_txn", 0.8, "speedup"),
     ("cached_get", "amber", "raw_sqlite", 5.0, "speedup"),
     ("durable_confirm", "amber_put_end_turn_wait", "bare_write_fdatasync", 1.2, "le"),
     ("durable_confirm", "amber_put_end_turn_wait", "raw_sqlite_wal_synchronous_full", 1.2, "le"),
+    ("durable_confirm", "amber_no_bucket_put_end_turn_wait", "bare_write_fdatasync", 1.2, "le"),
     ("group_commit", "8_objects", "1_objects", 1.0, "speedup"),
 ]
 

@@ -26,8 +26,18 @@ struct Cli {
     /// defaults to the store's own, `file://<data>/bucket`.
     #[arg(long, global = true)]
     bucket: Option<String>,
+    /// When a commit counts as durable: `local` (fsync'd) or `remote`
+    /// (in the bucket). Replies of `serve` and writing commands wait for it.
+    #[arg(long, global = true, value_enum, default_value = "local")]
+    durability: Durability,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Durability {
+    Local,
+    Remote,
 }
 
 #[derive(Subcommand)]
@@ -125,7 +135,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
-    let mut config = Config::new(&cli.data);
+    let mut config = Config::new(&cli.data).with_durability(match cli.durability {
+        Durability::Local => amber::DurabilityLevel::Local,
+        Durability::Remote => amber::DurabilityLevel::Remote,
+    });
     if let Some(url) = &cli.bucket {
         config = config.with_bucket(amber::BucketConfig::Url(url.clone()));
     }

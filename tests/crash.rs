@@ -4,7 +4,7 @@
 //! there, that every turn is all-or-nothing, and that SQLite's integrity
 //! check passes.
 //!
-//! `AMBER_CRASH_ROUNDS` (default 40) and `AMBER_CRASH_SEED` control a run.
+//! `AMBER_CRASH_ROUNDS` (default 100) and `AMBER_CRASH_SEED` control a run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -110,7 +110,7 @@ fn kill_9_loses_no_acknowledged_turn() {
     let rounds: usize = std::env::var("AMBER_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(100);
     let seed: u64 = std::env::var("AMBER_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -10,7 +10,7 @@
 //! - the restored file becomes the next round's local database (what a
 //!   user does after losing a disk), and the child carries on from it.
 //!
-//! `AMBER_CRASH_ROUNDS` (default 40) and `AMBER_CRASH_SEED` control a run.
+//! `AMBER_CRASH_ROUNDS` (default 100) and `AMBER_CRASH_SEED` control a run.
 
 mod harness;
 
@@ -116,7 +116,7 @@ fn kill_9_at_remote_durability_loses_nothing_the_bucket_acknowledged() {
     let rounds: usize = std::env::var("AMBER_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(100);
     let seed: u64 = std::env::var("AMBER_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -62,7 +62,13 @@ fn main() -> amber::Result<()> {
     o.end_turn()?.wait()?;
     // Let setup (first snapshot, the CREATE) reach the bucket before counting.
     let setup_seq = o.seq();
-    while store.history("bench")?.latest().map(|b| b.seq()).unwrap_or(0) < setup_seq {
+    while store
+        .history("bench")?
+        .latest()
+        .map(|b| b.seq())
+        .unwrap_or(0)
+        < setup_seq
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -104,7 +110,10 @@ fn main() -> amber::Result<()> {
         }
         let lag = last_commit.elapsed();
         marker(&marker_url, "local-lag-end");
-        print!(" lag_ms={:.1} lag_polls={polls}", lag.as_secs_f64() * 1000.0);
+        print!(
+            " lag_ms={:.1} lag_polls={polls}",
+            lag.as_secs_f64() * 1000.0
+        );
         std::io::stdout().flush().ok();
         std::thread::sleep(Duration::from_secs(10));
         marker(&marker_url, "local-idle-end");

@@ -239,13 +239,7 @@ pub async fn bookmark_for_time(bucket: &Bucket, history: &History, t_ms: u64) ->
     }
     if lo > 0 {
         let seg = &segs[lo - 1];
-        let bytes = store
-            .get(&seg.key)
-            .await
-            .map_err(|e| store_error("reading a segment", e))?
-            .bytes()
-            .await
-            .map_err(|e| store_error("reading a segment", e))?;
+        let bytes = super::restore::fetch(bucket, &seg.key).await?;
         let mut r = SegmentReader::new(&bytes)?;
         let mut best = None;
         while let Some(m) = r.skip_record() {

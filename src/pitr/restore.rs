@@ -137,7 +137,8 @@ pub async fn resolve(
     }
 }
 
-async fn fetch(bucket: &Bucket, key: &object_store::path::Path) -> Result<Vec<u8>> {
+/// GETs a whole file of the bucket.
+pub(crate) async fn fetch(bucket: &Bucket, key: &object_store::path::Path) -> Result<Vec<u8>> {
     let r = bucket
         .store()
         .get(key)

@@ -1,11 +1,9 @@
 //! `verify`: reads every snapshot and segment of an object, checks every
 //! CRC and the continuity of each epoch's log, and says what is restorable.
 
-use object_store::ObjectStoreExt;
-
-use super::bucket::store_error;
 use super::history::load_history;
 use super::keys::Bookmark;
+use super::restore::fetch;
 use super::segment::SegmentReader;
 use super::snapshot::SnapshotReader;
 use super::Bucket;
@@ -52,14 +50,7 @@ pub async fn verify_object(bucket: &Bucket, id: &ObjectId) -> Result<VerifyRepor
             problems: Vec::new(),
         };
         for s in &ep.snapshots {
-            let bytes = bucket
-                .store()
-                .get(&s.key)
-                .await
-                .map_err(|e| store_error("reading a snapshot", e))?
-                .bytes()
-                .await
-                .map_err(|e| store_error("reading a snapshot", e))?;
+            let bytes = fetch(bucket, &s.key).await?;
             rep.bytes += bytes.len() as u64;
             let check = SnapshotReader::new(&bytes).and_then(|mut r| {
                 r.expect_origin(id, ep.epoch)?;
@@ -89,14 +80,7 @@ pub async fn verify_object(bucket: &Bucket, id: &ObjectId) -> Result<VerifyRepor
         let mut ok_until = base;
         let mut broken = false;
         for seg in &ep.segments {
-            let bytes = bucket
-                .store()
-                .get(&seg.key)
-                .await
-                .map_err(|e| store_error("reading a segment", e))?
-                .bytes()
-                .await
-                .map_err(|e| store_error("reading a segment", e))?;
+            let bytes = fetch(bucket, &seg.key).await?;
             rep.bytes += bytes.len() as u64;
             let mut r = match SegmentReader::new(&bytes) {
                 Ok(r) => r,

@@ -20,10 +20,9 @@ pub(crate) struct Exclusive<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value is reached only through `ExclusiveGuard`, and the
-// `in_use` flag (acquire on lock, release on unlock) lets at most one guard
-// exist at a time, so `&Exclusive<T>` shared between threads hands the `T`
-// to one thread at a time: exactly what `T: Send` permits, as for `Mutex`.
+// SAFETY: the value is reached only through `ExclusiveGuard`, and the `in_use`
+// flag (acquire/release) allows one guard at a time, so the `T` goes to one
+// thread at a time: what `T: Send` permits, as for `Mutex`.
 unsafe impl<T: Send> Sync for Exclusive<T> {}
 
 impl<T> Exclusive<T> {

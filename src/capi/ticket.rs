@@ -74,11 +74,9 @@ struct Completion {
     fired: bool,
 }
 
-// SAFETY: `Completion` is sent to the syncer or shipper thread that settles the
-// ticket. The function pointer is plain code; `user_data` is only handed
-// back to that code, and the header's contract for
-// `amber_ticket_on_complete` makes the caller guarantee the callback and
-// its data may be used from another thread.
+// SAFETY: sent to the syncer or shipper thread that settles the ticket; the
+// header's contract for `amber_ticket_on_complete` makes the caller guarantee
+// that the callback and `user_data` may be used from another thread.
 unsafe impl Send for Completion {}
 
 impl Completion {
@@ -94,11 +92,9 @@ impl Completion {
         let msg = message.map(to_cstring);
         let ptr = msg.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
         handle::as_callback(|| {
-            // SAFETY: `cb` is a non-NULL function pointer given by the
-            // caller, called with the arguments its documented signature
-            // promises; the message lives until the call returns. An unwind
-            // out of a C function through `extern "C"` aborts rather than
-            // crossing here.
+            // SAFETY: `cb` is the caller's non-NULL callback, called with its
+            // documented arguments; `ptr` lives until it returns; an unwind
+            // out of C through `extern "C"` aborts instead of crossing here.
             unsafe { (self.cb)(self.user_data, code, seq, ptr) }
         });
     }

@@ -73,8 +73,9 @@ impl Ticket {
 
     /// Runs `cb` once the ticket settles: at once on this thread if it
     /// already has, otherwise on the amber thread that settles it (a syncer
-    /// thread). The callback must not block for long, and must not call
-    /// back into the object that produced the ticket.
+    /// thread at `Local` durability, a shipper thread at `Remote`). The
+    /// callback must not block for long, and must not call back into the
+    /// object that produced the ticket.
     pub fn on_complete(&self, cb: impl FnOnce(Result<u64>) + Send + 'static) {
         let mut st = self.mark.lock();
         if let Some(r) = Watermark::settled(&st, self.seq) {

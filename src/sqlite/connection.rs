@@ -50,11 +50,9 @@ pub struct Connection {
     cache: RefCell<StatementCache>,
 }
 
-// SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX (multi-thread mode),
-// in which a connection may move between threads as long as only one uses it
-// at a time. `Connection` is !Sync (it holds Cells), so every use goes
-// through one thread's `&`/`&mut`, and the callbacks registered on it run
-// only inside calls made by that thread.
+// SAFETY: opened with SQLITE_OPEN_NOMUTEX (multi-thread mode): a connection may
+// move between threads if one uses it at a time. `Connection` is !Sync (Cells),
+// so uses and its callbacks happen on one thread at a time.
 unsafe impl Send for Connection {}
 
 impl Connection {

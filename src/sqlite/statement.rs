@@ -182,10 +182,9 @@ impl<'conn> Statement<'conn> {
         let mut result = Ok(());
         for (i, v) in params.iter().enumerate() {
             let i = (i + 1) as c_int;
-            // SAFETY: live statement. SQLITE_STATIC (None) makes SQLite
-            // use the caller's buffer until the parameter is rebound or
-            // cleared; `clear_bindings` below runs before this function
-            // returns, while `params` is still borrowed.
+            // SAFETY: live statement. SQLITE_STATIC (None): SQLite reads the
+            // caller's buffer until rebound or cleared, and `clear_bindings`
+            // below runs before return, while `params` is still borrowed.
             let rc = unsafe {
                 match *v {
                     ValueRef::Null => ffi::sqlite3_bind_null(p, i),

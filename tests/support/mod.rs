@@ -38,4 +38,5 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+pub mod cluster;
 pub mod server;

@@ -1,0 +1,520 @@
+//! Cluster mode end to end: three `amber serve --cluster` processes on one
+//! S3 bucket (moto in CI, `AMBER_TEST_S3_URL`), each test under its own
+//! prefix. A host is SIGKILLed, or SIGSTOPped past its lease and resumed,
+//! while a client writes; every write acknowledged with a 200 must be
+//! readable afterwards, takeover must be prompt, and a host resumed with
+//! a lapsed lease must acknowledge nothing under its old incarnation.
+//!
+//! Skipped (with a message) when `AMBER_TEST_S3_URL` is unset, unless
+//! `AMBER_REQUIRE_S3=1`. On failure the hosts' stderr is printed and the
+//! temporary directory with their full logs is kept.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::cluster::{attempt, read_kv, serial, Attempt, Cluster, HOST_HEADER};
+
+const TTL_MS: u64 = 3000;
+/// Per-request client timeout: longer than any sane forwarding timeout.
+const REQ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets a flag when dropped, so background clients stop even when the
+/// test panics.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// PUTs `path` = `value` through host `via` until a 200, for at most
+/// `within`; returns every attempt, the last being the 200.
+fn put_until_ok(
+    c: &Cluster,
+    via: usize,
+    path: &str,
+    value: &str,
+    within: Duration,
+) -> Vec<Attempt> {
+    let deadline = Instant::now() + within;
+    let mut tries = Vec::new();
+    loop {
+        let a = attempt(c.addr(via), via, "PUT", path, value, REQ_TIMEOUT);
+        let ok = a.ok();
+        tries.push(a);
+        if ok {
+            return tries;
+        }
+        if Instant::now() >= deadline {
+            let t0 = tries[0].sent;
+            let log: Vec<String> = tries.iter().map(|a| a.describe(t0)).collect();
+            panic!(
+                "PUT {path} via h{via}: no 200 within {within:?}:\n{}",
+                log.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The incarnation on a 200, which every object reply must carry.
+fn incarnation(a: &Attempt) -> String {
+    a.served_by()
+        .unwrap_or_else(|| panic!("a 200 without {HOST_HEADER}: {a:?}"))
+        .to_owned()
+}
+
+/// Asserts every acknowledged PUT in `acked` is in `data` with its value.
+fn assert_all_present(
+    what: &str,
+    acked: &[&Attempt],
+    data: &BTreeMap<String, String>,
+    t0: Instant,
+) {
+    let mut missing = Vec::new();
+    for a in acked {
+        let key = a.path.rsplit('/').next().unwrap();
+        match data.get(key) {
+            Some(v) if *v == a.body => {}
+            other => missing.push(format!("{} -> now {other:?}", a.describe(t0))),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} acknowledged writes are missing or wrong:\n{}",
+        missing.len(),
+        acked.len(),
+        missing.join("\n")
+    );
+}
+
+fn tally(attempts: &[Attempt]) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for a in attempts {
+        let k = match &a.reply {
+            Ok(r) => format!("{} from {}", r.status, r.header(HOST_HEADER).unwrap_or("-")),
+            Err(e) => format!("error {}", e.split(" (os error").next().unwrap_or(e)),
+        };
+        *by.entry(k).or_default() += 1;
+    }
+    by.iter()
+        .map(|(k, n)| format!("{n} x {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn sigkill_of_a_busy_objects_owner_loses_no_acknowledged_write() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::start("sigkill", 3, TTL_MS) else {
+        return;
+    };
+    let ttl = c.ttl;
+    let t0 = Instant::now();
+
+    // Host 1 claims `busy`; writes through host 0 are forwarded to it.
+    let claim = put_until_ok(&c, 1, "/kv/busy/claim", "h1", Duration::from_secs(15));
+    let claim = claim.last().unwrap().clone();
+    let inc1 = incarnation(&claim);
+    assert_eq!(
+        c.host_of(&inc1),
+        Some(1),
+        "a PUT to h1 for an unowned object should make h1 the owner, got {inc1}"
+    );
+    eprintln!("[sigkill] h1 owns busy as {inc1}");
+
+    let log: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
+    let writer = {
+        let (log, stop, addr) = (log.clone(), stop.clone(), c.addr(0));
+        std::thread::spawn(move || {
+            let hard_stop = Instant::now() + Duration::from_secs(90);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < hard_stop {
+                let a = attempt(
+                    addr,
+                    0,
+                    "PUT",
+                    &format!("/kv/busy/k{i}"),
+                    &format!("v{i}"),
+                    REQ_TIMEOUT,
+                );
+                let ok = a.ok();
+                log.lock().unwrap().push(a);
+                i += 1;
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+
+    // Let the writer get going through h0 -> h1.
+    let forwarded = |log: &[Attempt]| {
+        log.iter()
+            .filter(|a| a.ok() && a.served_by() == Some(inc1.as_str()))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while forwarded(&log.lock().unwrap()) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "writes through h0 were not forwarded to the owner h1: {}",
+            tally(&log.lock().unwrap())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let killed_at = Instant::now();
+    c.kill(1);
+    eprintln!(
+        "[sigkill] SIGKILLed h1 at +{:.3}s",
+        (killed_at - t0).as_secs_f64()
+    );
+
+    // Wait for the first 200 from a surviving host, then write on a while.
+    let budget = ttl + Duration::from_secs(15);
+    let first_after = |log: &[Attempt]| {
+        log.iter()
+            .filter(|a| a.ok() && a.done > killed_at)
+            .find(|a| a.served_by().is_some_and(|h| !h.starts_with("h1-")))
+            .map(|a| a.done)
+    };
+    let recovered_at = loop {
+        if let Some(t) = first_after(&log.lock().unwrap()) {
+            break t;
+        }
+        if Instant::now() > killed_at + budget + Duration::from_secs(5) {
+            stop.store(true, Ordering::SeqCst);
+            let l = log.lock().unwrap();
+            let tail: Vec<String> = l
+                .iter()
+                .rev()
+                .take(15)
+                .rev()
+                .map(|a| a.describe(t0))
+                .collect();
+            panic!(
+                "no 200 from a surviving host {:.1}s after SIGKILL of h1; writes after the kill: {}\nlast attempts:\n{}",
+                (Instant::now() - killed_at).as_secs_f64(),
+                tally(&l.iter().filter(|a| a.sent > killed_at).cloned().collect::<Vec<_>>()),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let takeover = recovered_at - killed_at;
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("writer thread panicked");
+    let log = std::mem::take(&mut *log.lock().unwrap());
+
+    let after: Vec<Attempt> = log.iter().filter(|a| a.sent > killed_at).cloned().collect();
+    eprintln!(
+        "[sigkill] SIGKILL to first 200 from a surviving host: {:.3}s (ttl {:.1}s, budget {:.1}s)",
+        takeover.as_secs_f64(),
+        ttl.as_secs_f64(),
+        budget.as_secs_f64()
+    );
+    eprintln!("[sigkill] {} writes in all: {}", log.len(), tally(&log));
+    eprintln!("[sigkill] of which sent after the kill: {}", tally(&after));
+
+    // Every 200 names who served it; nothing sent after the kill can have
+    // been served by the dead incarnation.
+    for a in log.iter().filter(|a| a.ok()) {
+        let who = incarnation(a);
+        assert!(
+            c.host_of(&who).is_some(),
+            "unknown incarnation {who} on {}",
+            a.describe(t0)
+        );
+    }
+    if let Some(a) = after
+        .iter()
+        .find(|a| a.ok() && a.served_by() == Some(inc1.as_str()))
+    {
+        panic!(
+            "a write sent after h1 was SIGKILLed got a 200 from h1's incarnation: {}",
+            a.describe(t0)
+        );
+    }
+    assert!(
+        takeover < budget,
+        "takeover took {:.3}s, over the {:.1}s budget",
+        takeover.as_secs_f64(),
+        budget.as_secs_f64()
+    );
+
+    // Read back through both survivors: every acknowledged write is there.
+    let mut acked: Vec<&Attempt> = log.iter().filter(|a| a.ok()).collect();
+    acked.push(&claim);
+    let acked_after = acked.iter().filter(|a| a.sent > killed_at).count();
+    assert!(
+        acked_after > 0,
+        "no write after the takeover was acknowledged"
+    );
+    for via in [0, 2] {
+        let (data, reply) = read_kv(c.addr(via), via, "busy", Duration::from_secs(20));
+        eprintln!(
+            "[sigkill] read via h{via} (served by {:?}): {} keys; {} acknowledged writes ({} after the kill)",
+            reply.header(HOST_HEADER),
+            data.len(),
+            acked.len(),
+            acked_after
+        );
+        assert_ne!(
+            reply.header(HOST_HEADER),
+            Some(inc1.as_str()),
+            "read served by the dead h1"
+        );
+        assert_all_present(&format!("read via h{via}"), &acked, &data, t0);
+        // Nothing is there that was never written.
+        for (k, v) in &data {
+            let expected = if k == "claim" {
+                "h1".to_string()
+            } else {
+                format!("v{}", k.trim_start_matches('k'))
+            };
+            assert_eq!(*v, expected, "key {k} has a value never written");
+        }
+    }
+}
+
+#[test]
+fn sigstopped_owner_is_taken_over_and_acknowledges_nothing_after_sigcont() {
+    let _serial = serial();
+    let Some(c) = Cluster::start("sigstop", 3, TTL_MS) else {
+        return;
+    };
+    let ttl = c.ttl;
+    let t0 = Instant::now();
+    let mut confirmed: Vec<Attempt> = Vec::new();
+
+    // Host 1 claims `paused`.
+    let claim = put_until_ok(&c, 1, "/kv/paused/p0", "p0", Duration::from_secs(15));
+    let claim = claim.last().unwrap().clone();
+    let inc1 = incarnation(&claim);
+    assert_eq!(
+        c.host_of(&inc1),
+        Some(1),
+        "a PUT to h1 for an unowned object should make h1 the owner, got {inc1}"
+    );
+    eprintln!("[sigstop] h1 owns paused as {inc1}");
+    confirmed.push(claim);
+
+    // A client writes to h1 back to back, so a request is in flight when
+    // SIGSTOP lands; it is told to stop before SIGCONT, so its last
+    // request is the one that spans the pause.
+    let log: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
+    let inflight = {
+        let (log, stop, addr) = (log.clone(), stop.clone(), c.addr(1));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) && i < 100_000 {
+                // Long enough to outlast the pause and the takeover.
+                let a = attempt(
+                    addr,
+                    1,
+                    "PUT",
+                    &format!("/kv/paused/f{i}"),
+                    &format!("f{i}"),
+                    Duration::from_secs(45),
+                );
+                let ok = a.ok();
+                log.lock().unwrap().push(a);
+                i += 1;
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log.lock().unwrap().iter().filter(|a| a.ok()).count() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "h1 does not acknowledge writes: {}",
+            tally(&log.lock().unwrap())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let stopped_at = Instant::now();
+    c.signal(1, "STOP");
+    eprintln!(
+        "[sigstop] SIGSTOPped h1 at +{:.3}s",
+        (stopped_at - t0).as_secs_f64()
+    );
+    std::thread::sleep(ttl + Duration::from_secs(1));
+
+    // Write through h2 until one succeeds: h2 or h0 has taken over.
+    let budget = Duration::from_secs(20);
+    let takeover_writes = put_until_ok(&c, 2, "/kv/paused/a0", "a0", budget);
+    let first = takeover_writes.last().unwrap().clone();
+    let new_owner = incarnation(&first);
+    eprintln!(
+        "[sigstop] first 200 through h2 {:.3}s after SIGSTOP ({} tries: {}), served by {new_owner}",
+        (first.done - stopped_at).as_secs_f64(),
+        takeover_writes.len(),
+        tally(&takeover_writes)
+    );
+    assert_ne!(
+        new_owner,
+        inc1,
+        "a 200 from the stopped h1: {}",
+        first.describe(t0)
+    );
+    assert!(
+        matches!(c.host_of(&new_owner), Some(0 | 2)),
+        "takeover by an unexpected incarnation {new_owner}"
+    );
+    confirmed.push(first);
+    for i in 1..5 {
+        let a = put_until_ok(
+            &c,
+            2,
+            &format!("/kv/paused/a{i}"),
+            &format!("a{i}"),
+            Duration::from_secs(10),
+        );
+        let a = a.last().unwrap().clone();
+        assert_ne!(
+            incarnation(&a),
+            inc1,
+            "a 200 from the stopped h1: {}",
+            a.describe(t0)
+        );
+        confirmed.push(a);
+    }
+    // The stopped host's client must still be waiting (h1 cannot answer).
+    let before_cont = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.done > stopped_at && a.ok())
+        .count();
+    if before_cont > 0 {
+        let l = log.lock().unwrap();
+        let odd: Vec<String> = l
+            .iter()
+            .filter(|a| a.done > stopped_at && a.ok())
+            .map(|a| a.describe(t0))
+            .collect();
+        panic!("h1 answered 200 while stopped:\n{}", odd.join("\n"));
+    }
+
+    // Resume h1. Its client stops after the request it has in flight.
+    stop.store(true, Ordering::SeqCst);
+    let cont_at = Instant::now();
+    c.signal(1, "CONT");
+    eprintln!(
+        "[sigstop] SIGCONT to h1 at +{:.3}s ({:.3}s after SIGSTOP)",
+        (cont_at - t0).as_secs_f64(),
+        (cont_at - stopped_at).as_secs_f64()
+    );
+
+    // For a while, write to h1 directly, and read back the last write
+    // confirmed by the new owner: a 200 from the old incarnation, or a
+    // stale read, would mean h1 still acts as the owner.
+    let mut direct = Vec::new();
+    let mut reads = Vec::new();
+    let mut i = 0;
+    while Instant::now() < cont_at + Duration::from_secs(3) {
+        direct.push(attempt(
+            c.addr(1),
+            1,
+            "PUT",
+            &format!("/kv/paused/c{i}"),
+            &format!("c{i}"),
+            REQ_TIMEOUT,
+        ));
+        reads.push(attempt(
+            c.addr(1),
+            1,
+            "GET",
+            "/kv/paused/a4",
+            "",
+            REQ_TIMEOUT,
+        ));
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    inflight.join().expect("in-flight client panicked");
+    let inflight_log = std::mem::take(&mut *log.lock().unwrap());
+    let spanning: Vec<&Attempt> = inflight_log
+        .iter()
+        .filter(|a| a.sent < stopped_at && a.done > stopped_at)
+        .collect();
+    for a in &spanning {
+        eprintln!(
+            "[sigstop] request in flight across the pause: {}",
+            a.describe(t0)
+        );
+    }
+    eprintln!(
+        "[sigstop] h1's client before the pause: {}",
+        tally(&inflight_log)
+    );
+    eprintln!("[sigstop] writes to h1 after SIGCONT: {}", tally(&direct));
+    eprintln!(
+        "[sigstop] reads of a4 from h1 after SIGCONT: {}",
+        tally(&reads)
+    );
+
+    for a in direct.iter().chain(reads.iter()).filter(|a| a.ok()) {
+        let who = incarnation(a);
+        assert_ne!(
+            who,
+            inc1,
+            "after SIGCONT h1 answered 200 under its old incarnation: {}",
+            a.describe(t0)
+        );
+        assert!(
+            c.host_of(&who).is_some(),
+            "unknown incarnation {who}: {}",
+            a.describe(t0)
+        );
+    }
+    for a in reads
+        .iter()
+        .filter(|a| a.status() == Some(200) || a.status() == Some(404))
+    {
+        let r = a.reply.as_ref().unwrap();
+        assert!(
+            r.status == 200 && r.body == b"a4",
+            "a read through h1 after SIGCONT missed the write a4 confirmed by {new_owner}: {}",
+            a.describe(t0)
+        );
+    }
+    // The request in flight across the pause counts if it got a 200,
+    // whoever answered it: then it must be readable like any other.
+    confirmed.extend(inflight_log.iter().filter(|a| a.ok()).cloned());
+    confirmed.extend(direct.iter().filter(|a| a.ok()).cloned());
+
+    // Every confirmed write is there, read through h0.
+    let (data, reply) = read_kv(c.addr(0), 0, "paused", Duration::from_secs(20));
+    eprintln!(
+        "[sigstop] read via h0 (served by {:?}): {} keys; {} confirmed writes",
+        reply.header(HOST_HEADER),
+        data.len(),
+        confirmed.len()
+    );
+    assert_ne!(
+        reply.header(HOST_HEADER),
+        Some(inc1.as_str()),
+        "final read served by h1's old incarnation"
+    );
+    let refs: Vec<&Attempt> = confirmed.iter().collect();
+    assert_all_present("read via h0", &refs, &data, t0);
+    for (k, v) in &data {
+        assert_eq!(k, v, "key {k} has a value never written");
+    }
+}

@@ -216,9 +216,24 @@ impl Cluster {
         let key = bucket.layout().owner(&id);
         for _ in 0..4 {
             let (inc, generation, owned) = {
-                let st = self.lock();
+                let mut st = self.lock();
                 if !self.valid(&st) {
                     return Err(self.fenced_error("cannot take objects"));
+                }
+                if restore.is_none() {
+                    let now = self.clock.now_ms();
+                    match st.routes.get(&id) {
+                        Some((addr, until)) if now < *until => {
+                            return Err(Error::not_owner(
+                                addr,
+                                format!("object {id} is owned by the live host at {addr}"),
+                            ));
+                        }
+                        Some(_) => {
+                            st.routes.remove(&id);
+                        }
+                        None => {}
+                    }
                 }
                 (
                     st.incarnation.clone(),
@@ -250,6 +265,10 @@ impl Cluster {
                         let lease =
                             read_lease_at(&bucket, &bucket.layout().host(&rec.host)).await?;
                         if let Some(l) = lease.filter(|l| l.live_at(self.clock.now_ms())) {
+                            // Trust the route for a quarter TTL at most:
+                            // the owner may die, and we retake it then.
+                            let until = self.clock.now_ms() + l.ttl_ms / 4;
+                            self.lock().routes.insert(id, (l.addr.clone(), until));
                             if restore.is_some() {
                                 return Err(Error::not_owner(
                                     &l.addr,

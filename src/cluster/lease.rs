@@ -23,7 +23,7 @@ impl Cluster {
     pub(crate) async fn renew(&self) -> Result<()> {
         let (inc, gen) = {
             let st = self.lock();
-            if st.stopped {
+            if st.stopped || st.renewals_paused {
                 return Ok(());
             }
             (st.incarnation.clone(), st.generation)
@@ -75,6 +75,7 @@ impl Cluster {
                 st.generation += 1;
                 st.last_ok_ms = None;
                 st.owned.clear();
+                st.routes.clear();
                 tracing::warn!(
                     old = %old,
                     new = %st.incarnation,

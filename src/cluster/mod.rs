@@ -49,7 +49,14 @@ struct HostState {
     last_ok_ms: Option<u64>,
     /// Objects this incarnation claimed, with the epoch it claimed.
     owned: HashMap<ObjectId, u64>,
+    /// Objects last seen owned by another live host: (address, until ms).
+    /// Saves the two reads per forwarded request; dropped when forwarding
+    /// to the address fails.
+    routes: HashMap<ObjectId, (String, u64)>,
     stopped: bool,
+    /// Tests: renewals are skipped while set (a host that cannot reach the
+    /// bucket, or is paused).
+    renewals_paused: bool,
 }
 
 impl Cluster {
@@ -93,7 +100,9 @@ impl Cluster {
                 generation: 1,
                 last_ok_ms: None,
                 owned: HashMap::new(),
+                routes: HashMap::new(),
                 stopped: false,
+                renewals_paused: false,
             }),
             cfg,
             bucket,
@@ -165,6 +174,18 @@ impl Cluster {
         let bucket = self.bucket.clone();
         self.shipper
             .block_on(async move { Ok(claim::read_owner(&bucket, &id).await?.map(|(r, _)| r)) })
+    }
+
+    /// Forgets cached routes to `addr` (forwarding to it failed).
+    pub fn unreachable(&self, addr: &str) {
+        self.lock().routes.retain(|_, (a, _)| a != addr);
+    }
+
+    /// For tests: stop (or resume) renewing the lease, as a host cut off
+    /// from the bucket would. The host fences itself a TTL later.
+    #[doc(hidden)]
+    pub fn set_renewals_paused(&self, paused: bool) {
+        self.lock().renewals_paused = paused;
     }
 
     /// Leaves the cluster: stops renewing and deletes this host's lease,

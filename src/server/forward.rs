@@ -52,6 +52,7 @@ fn hop_by_hop(name: &str) -> bool {
 
 /// Sends the request to the owner named by `e` (a `NotOwner` error).
 pub(super) async fn to_owner(
+    cluster: Option<&std::sync::Arc<crate::cluster::Cluster>>,
     e: &Error,
     parts: &Parts,
     body: Bytes,
@@ -86,6 +87,9 @@ pub(super) async fn to_owner(
         Ok(r) => r,
         Err(err) => {
             tracing::warn!(owner = addr, error = %err, "forwarding failed");
+            if let Some(c) = cluster {
+                c.unreachable(addr);
+            }
             return retry_later(format!(
                 "NotOwner: the owner at {addr} did not answer: {err}\n"
             ));

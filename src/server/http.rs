@@ -177,7 +177,15 @@ async fn dispatch(
     let mut reply = match stub.fetch(request).await {
         Ok(r) => r,
         Err(e) if e.kind() == ErrorKind::NotOwner => {
-            return super::forward::to_owner(&e, &parts, body, upgrade.is_some(), hops).await
+            return super::forward::to_owner(
+                rt.store().cluster(),
+                &e,
+                &parts,
+                body,
+                upgrade.is_some(),
+                hops,
+            )
+            .await
         }
         Err(e) => return error_response(&e),
     };

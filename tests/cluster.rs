@@ -32,10 +32,14 @@ fn shared_bucket() -> (Bucket, Arc<FaultyStore>) {
 }
 
 fn host(bucket: &Bucket, name: &str) -> Host {
+    host_with_ttl(bucket, name, TTL)
+}
+
+fn host_with_ttl(bucket: &Bucket, name: &str, ttl: Duration) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let mut cc = ClusterConfig::new(name, format!("{name}.test:1"));
-    cc.lease_ttl = TTL;
+    cc.lease_ttl = ttl;
     let mut cfg = Config::new(dir.path())
         .with_bucket(BucketConfig::Bucket(bucket.clone()))
         .with_durability(DurabilityLevel::Remote)
@@ -211,6 +215,25 @@ fn an_idle_host_makes_only_lease_renewals() {
     let renewals = after.put - before.put;
     // A renewal every quarter TTL: about 12 in three TTLs.
     assert!((6..=20).contains(&renewals), "{renewals} PUTs while idle");
+}
+
+/// The cost model's busy case (docs/scale-out.md): one segment PUT and one
+/// ownership GET per acknowledged group commit, no LIST.
+#[test]
+fn each_group_commit_costs_one_put_and_one_get() {
+    let (bucket, counted) = shared_bucket();
+    // A long TTL keeps lease renewals out of the count.
+    let a = host_with_ttl(&bucket, "a", Duration::from_secs(600));
+    let mut o = a.store.open_object("busy").unwrap();
+    put(&mut o, "warm", "up").unwrap();
+    let before = counted.counts();
+    for i in 0..20 {
+        put(&mut o, &format!("k{i}"), "v").unwrap();
+    }
+    let d = counted.counts();
+    assert_eq!(d.put - before.put, 20, "{before:?} -> {d:?}");
+    assert_eq!(d.get - before.get, 20, "{before:?} -> {d:?}");
+    assert_eq!(d.list - before.list, 0, "{before:?} -> {d:?}");
 }
 
 #[test]

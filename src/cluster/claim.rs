@@ -59,8 +59,7 @@ impl Fence {
     /// Cheap local check: the host still holds its lease under the
     /// generation this object was opened in.
     pub(crate) fn usable(&self) -> bool {
-        let st = self.cluster.lock();
-        st.generation == self.generation && self.cluster.valid(&st)
+        self.cluster.holds(self.generation)
     }
 
     pub(crate) fn error(&self) -> Error {

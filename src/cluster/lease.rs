@@ -54,6 +54,7 @@ impl Cluster {
         let mut st = self.lock();
         if st.generation == gen && !st.stopped {
             st.last_ok_ms = Some(st.last_ok_ms.map_or(sent, |t| t.max(sent)));
+            self.publish(&st);
         }
         Ok(())
     }
@@ -76,6 +77,7 @@ impl Cluster {
                 st.last_ok_ms = None;
                 st.owned.clear();
                 st.routes.clear();
+                self.publish(&st);
                 tracing::warn!(
                     old = %old,
                     new = %st.incarnation,

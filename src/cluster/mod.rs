@@ -14,6 +14,7 @@ mod lease;
 pub mod record;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use object_store::ObjectStoreExt;
@@ -36,6 +37,10 @@ pub struct Cluster {
     shipper: Arc<Shipper>,
     clock: Arc<dyn Clock>,
     state: Mutex<HostState>,
+    /// Mirrors of `HostState::generation` and of the lease's end (0: not
+    /// held), for the lock-free check every object call makes.
+    generation: AtomicU64,
+    held_until_ms: AtomicU64,
 }
 
 struct HostState {
@@ -108,6 +113,8 @@ impl Cluster {
             bucket,
             shipper,
             clock,
+            generation: AtomicU64::new(1),
+            held_until_ms: AtomicU64::new(0),
         });
         let c2 = c.clone();
         c.shipper.block_on(async move { c2.renew().await })?;
@@ -149,7 +156,25 @@ impl Cluster {
 
     /// Bumped each time this host fences itself.
     pub fn generation(&self) -> u64 {
-        self.lock().generation
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Lock-free: the lease is held, in generation `generation`.
+    pub(crate) fn holds(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
+            && self.clock.now_ms() < self.held_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Publishes `st`'s generation and lease end to the atomic mirrors.
+    /// Called with the state lock held, after every change.
+    fn publish(&self, st: &HostState) {
+        let ttl = self.cfg.lease_ttl.as_millis() as u64;
+        let until = match (st.stopped, st.last_ok_ms) {
+            (false, Some(t)) => t.saturating_add(ttl),
+            _ => 0,
+        };
+        self.generation.store(st.generation, Ordering::Release);
+        self.held_until_ms.store(until, Ordering::Release);
     }
 
     /// Every host with a lease record in the bucket, live or not.
@@ -199,6 +224,7 @@ impl Cluster {
             }
             st.stopped = true;
             st.owned.clear();
+            self.publish(&st);
             st.incarnation.clone()
         };
         let bucket = self.bucket.clone();

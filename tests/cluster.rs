@@ -236,6 +236,31 @@ fn each_group_commit_costs_one_put_and_one_get() {
     assert_eq!(d.list - before.list, 0, "{before:?} -> {d:?}");
 }
 
+/// Every PUT lands but its answer is lost: the claim is settled by reading
+/// the record back and finding our claim id, and the object opens.
+#[test]
+fn a_claim_whose_answer_was_lost_is_settled_by_its_claim_id() {
+    let (bucket, faulty) = shared_bucket();
+    let a = host_with_ttl(&bucket, "a", Duration::from_secs(600));
+    faulty.set_faults(Faults {
+        lost_response: 1000,
+        ..Faults::none()
+    });
+    let mut o = a.store.open_object("lossy").unwrap();
+    put(&mut o, "k", "v").unwrap();
+    faulty.set_faults(Faults::none());
+    assert!(faulty.injected().lost_responses >= 3);
+    let rec = a
+        .store
+        .cluster()
+        .unwrap()
+        .owner_of(o.id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.host, a.store.cluster().unwrap().incarnation());
+    assert_eq!(rec.epoch, o.epoch());
+}
+
 #[test]
 fn cluster_mode_refuses_a_bucket_that_cannot_fence() {
     let bdir = tempfile::tempdir().unwrap();

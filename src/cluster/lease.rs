@@ -107,3 +107,32 @@ pub(super) fn spawn_renewer(c: &Arc<Cluster>) {
         }
     });
 }
+
+/// How long past its end a lease record stays before a joining host
+/// deletes it (only `/cluster` listings ever read old ones).
+const STALE_LEASE_MS: u64 = 3_600_000;
+
+/// At join, once: deletes lease records of incarnations that ended long
+/// ago (killed hosts never delete their own). Safe: a lease record has one
+/// writer, its incarnation, and an incarnation whose lease lapsed never
+/// writes it again (it rejoins under a new id). Idle hosts make no LISTs.
+pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
+    let weak: Weak<Cluster> = Arc::downgrade(c);
+    c.shipper.spawn(async move {
+        let Some(c) = weak.upgrade() else { return };
+        let bucket = c.bucket.clone();
+        let now = c.clock.now_ms();
+        let Ok(list) = bucket.list_dir(&bucket.layout().hosts()).await else {
+            return;
+        };
+        for m in list.objects {
+            if let Ok(Some(l)) = super::read_lease_at(&bucket, &m.location).await {
+                let end = l.renewed_ms.saturating_add(l.ttl_ms);
+                if now > end.saturating_add(STALE_LEASE_MS) {
+                    let _ = bucket.store().delete(&m.location).await;
+                    tracing::debug!(host = %l.host, "deleted a long-expired lease");
+                }
+            }
+        }
+    });
+}

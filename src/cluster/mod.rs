@@ -119,6 +119,7 @@ impl Cluster {
         let c2 = c.clone();
         c.shipper.block_on(async move { c2.renew().await })?;
         lease::spawn_renewer(&c);
+        lease::spawn_sweep(&c);
         Ok(c)
     }
 

@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use super::http::{error_response, FORWARDED_HEADER};
 use crate::error::Error;
 
-/// How long a forwarded request may take, end to end.
+/// How long a forwarded request may take, end to end: the lease TTL,
+/// within these bounds.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+const MIN_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -76,7 +78,17 @@ pub(super) async fn to_owner(
         }
         return r;
     }
-    let mut req = client().request(parts.method.clone(), &url).body(body);
+    // A stopped owner still accepts connections (the kernel does) but never
+    // answers; past about a lease TTL it may be dead, so the client should
+    // retry and let ownership be looked up again.
+    let timeout = cluster
+        .map(|c| c.lease_ttl().max(MIN_FORWARD_TIMEOUT))
+        .unwrap_or(FORWARD_TIMEOUT)
+        .min(FORWARD_TIMEOUT);
+    let mut req = client()
+        .request(parts.method.clone(), &url)
+        .timeout(timeout)
+        .body(body);
     for (k, v) in &parts.headers {
         if !hop_by_hop(k.as_str()) && k.as_str() != FORWARDED_HEADER {
             req = req.header(k, v);

@@ -561,6 +561,16 @@ typedef struct AmberRestoreReport {
  */
 #define AMBER_ERR_OVERLOADED 118
 
+/**
+ * Cluster mode: another live host owns the object; route the call there.
+ */
+#define AMBER_ERR_NOT_OWNER 119
+
+/**
+ * Cluster mode: this host lost the object's ownership; reopen it.
+ */
+#define AMBER_ERR_FENCED 120
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -162,6 +162,32 @@ pub struct Config {
     /// Pragmas user SQL may run.
     pub allowed_pragmas: Vec<String>,
     pub clock: Arc<dyn Clock>,
+    /// Several hosts sharing one bucket (see docs/scale-out.md). `None`:
+    /// this store is the only writer of its bucket.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode: ownership records and host leases in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// A name for this host (letters, digits, `.`, `_`, `-`; at most 64
+    /// bytes). Each start adds a random suffix: the incarnation id.
+    pub host: String,
+    /// Where other hosts reach this one (`host:port`), for forwarding.
+    pub advertise: String,
+    /// How long a lease lives without renewal. A host that cannot renew
+    /// within it stops acknowledging; others may take its objects after it.
+    pub lease_ttl: std::time::Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(host: impl Into<String>, advertise: impl Into<String>) -> Self {
+        ClusterConfig {
+            host: host.into(),
+            advertise: advertise.into(),
+            lease_ttl: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 impl Config {
@@ -176,7 +202,13 @@ impl Config {
             sync_threads: 4,
             allowed_pragmas: DEFAULT_PRAGMAS.iter().map(|s| s.to_string()).collect(),
             clock: Arc::new(SystemClock),
+            cluster: None,
         }
+    }
+
+    pub fn with_cluster(mut self, cluster: ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     pub fn with_bucket(mut self, bucket: BucketConfig) -> Self {
@@ -221,6 +253,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("tuning", &self.tuning)
             .field("sync_threads", &self.sync_threads)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }

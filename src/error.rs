@@ -38,6 +38,13 @@ pub enum ErrorKind {
     /// The runtime refused the event because the object's mailbox is full
     /// (backpressure). Retry later, with backoff.
     Overloaded,
+    /// Cluster mode: another live host owns the object. `Error::owner`
+    /// names its address; send the request there.
+    NotOwner,
+    /// Cluster mode: this host lost the object's ownership (its lease
+    /// lapsed, or another host took the object over). Nothing after the
+    /// loss was acknowledged; reopen the object, which routes to the owner.
+    Fenced,
 }
 
 #[derive(Clone)]
@@ -46,6 +53,8 @@ pub struct Error {
     message: String,
     sqlite: Option<SqliteError>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// For `NotOwner`: the owning host's address.
+    owner: Option<Arc<str>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +67,7 @@ impl Error {
             message: message.into(),
             sqlite: None,
             source: None,
+            owner: None,
         }
     }
 
@@ -79,6 +89,7 @@ impl Error {
             message,
             sqlite: None,
             source: Some(Arc::new(err)),
+            owner: None,
         }
     }
 
@@ -89,6 +100,7 @@ impl Error {
             message: format!("object is broken and must be reopened: {}", cause.message),
             sqlite: cause.sqlite.clone(),
             source: Some(Arc::new(cause.clone())),
+            owner: None,
         }
     }
 
@@ -123,11 +135,26 @@ impl Error {
             message,
             sqlite: Some(err),
             source: None,
+            owner: None,
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// A `NotOwner` error for the object owned by the host at `addr`.
+    #[cold]
+    pub(crate) fn not_owner(addr: &str, message: impl Into<String>) -> Self {
+        let mut e = Error::new(ErrorKind::NotOwner, message);
+        e.owner = Some(Arc::from(addr));
+        e
+    }
+
+    /// For `ErrorKind::NotOwner`: the address (`host:port`) of the host
+    /// that owns the object.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     pub fn message(&self) -> &str {

@@ -21,6 +21,7 @@
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod clock;
+pub mod cluster;
 mod config;
 mod durability;
 mod error;
@@ -35,7 +36,9 @@ pub mod sqlite;
 mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{BucketConfig, Config, DurabilityLevel, Limits, PitrConfig, Tuning};
+pub use config::{
+    BucketConfig, ClusterConfig, Config, DurabilityLevel, Limits, PitrConfig, Tuning,
+};
 pub use durability::Ticket;
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ObjectId, MAX_NAME_BYTES};

@@ -172,16 +172,39 @@ impl Object {
     }
 }
 
+/// The bookmark a pending `restore_on_next_open` asks for, if any.
+pub(crate) fn pending_restore(dir: &Path) -> Result<Option<Bookmark>> {
+    let marker = dir.join(RESTORE_MARKER);
+    match std::fs::read_to_string(&marker) {
+        Ok(t) => Ok(Some(t.trim().parse()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("read {}", marker.display()), e)),
+    }
+}
+
 /// Runs a pending restore before the object's database is opened:
 /// rebuild the file from the bucket, give it a new epoch, swap it in.
 pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> Result<bool> {
+    match pending_restore(dir)? {
+        Some(target) => {
+            restore_into(store, id, dir, target, None)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Rebuilds the object's database in `dir` at `target` from the bucket,
+/// as the start of epoch `epoch` (default: one above every epoch in the
+/// bucket), and clears any pending-restore marker.
+pub(crate) fn restore_into(
+    store: &StoreInner,
+    id: ObjectId,
+    dir: &Path,
+    target: Bookmark,
+    epoch: Option<u64>,
+) -> Result<()> {
     let marker = dir.join(RESTORE_MARKER);
-    let text = match std::fs::read_to_string(&marker) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(format!("read {}", marker.display()), e)),
-    };
-    let target: Bookmark = text.trim().parse()?;
     let sh = shipper(store)?.clone();
     let tmp = dir.join("restore.tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -196,20 +219,22 @@ pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> R
             &RestoreOptions::default(),
         )
         .await?;
-        let h = load_history(&bucket, &id).await?;
+        let h = match epoch {
+            Some(_) => None,
+            None => Some(load_history(&bucket, &id).await?),
+        };
         Ok::<_, Error>((r, h))
     })?;
-    let epoch = history.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
+    let epoch = match (epoch, history) {
+        (Some(e), _) => e,
+        (None, Some(h)) => h.epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1,
+        (None, None) => unreachable!("history is loaded when no epoch is given"),
+    };
     {
         // Stamp the new epoch into the restored database itself.
         let conn = Connection::open(&tmp, "_amber_", Vec::new())?;
         conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;")?;
-        conn.internal(|| {
-            let mut st = conn.prepare_cached("UPDATE _amber_meta SET epoch = ?1 WHERE id = 1")?;
-            st.bind_all(&[ValueRef::Integer(epoch as i64)])?;
-            st.run()
-        })?;
-        conn.checkpoint_truncate()?;
+        stamp_epoch(&conn, epoch)?;
     }
     let _ = std::fs::remove_file(dir.join("restore.tmp-wal"));
     let bucket = sh.bucket.clone();
@@ -225,8 +250,42 @@ pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> R
     std::fs::rename(&tmp, dir.join("db"))
         .map_err(|e| Error::io(format!("install restored database in {}", dir.display()), e))?;
     fsutil::sync_dir(dir)?;
-    std::fs::remove_file(&marker)
-        .map_err(|e| Error::io(format!("remove {}", marker.display()), e))?;
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("remove {}", marker.display()), e)),
+    }
     fsutil::sync_dir(dir)?;
-    Ok(true)
+    Ok(())
+}
+
+/// Writes `epoch` into `_amber_meta` and checkpoints it into the file.
+pub(crate) fn stamp_epoch(conn: &Connection, epoch: u64) -> Result<()> {
+    conn.internal(|| {
+        let mut st = conn.prepare_cached("UPDATE _amber_meta SET epoch = ?1 WHERE id = 1")?;
+        st.bind_all(&[ValueRef::Integer(epoch as i64)])?;
+        st.run()
+    })?;
+    conn.checkpoint_truncate()?;
+    Ok(())
+}
+
+/// Cluster mode, a new epoch with nothing in the bucket to start from:
+/// whatever this directory holds was never acknowledged (acknowledgement
+/// needs the bucket), so it is moved aside, not deleted, and the object
+/// starts empty.
+pub(crate) fn set_aside_local(dir: &Path) -> Result<()> {
+    let db = dir.join("db");
+    if db.exists() {
+        let aside = dir.join("db.unacknowledged");
+        std::fs::rename(&db, &aside)
+            .map_err(|e| Error::io(format!("move aside {}", db.display()), e))?;
+        let wal = dir.join("db-wal");
+        if wal.exists() {
+            let _ = std::fs::rename(&wal, dir.join("db.unacknowledged-wal"));
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(crate::object::HINT_FILE));
+    let _ = std::fs::remove_file(dir.join(RESTORE_MARKER));
+    fsutil::sync_dir(dir)
 }

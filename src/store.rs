@@ -36,6 +36,9 @@ pub struct Store {
 }
 
 pub(crate) struct StoreInner {
+    /// Cluster mode; declared first so that it leaves (deleting the
+    /// lease) before the shipper's runtime goes away.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) config: Config,
     key: [u8; 32],
     open: Mutex<HashSet<ObjectId>>,
@@ -84,9 +87,29 @@ impl Store {
             Some(sh) => shared_key(&config.data_dir, sh)?,
             None => load_or_create_key(&config.data_dir)?,
         };
+        let cluster = match (&config.cluster, &shipper) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::invalid(
+                    "cluster mode needs a bucket shared by every host; the bucket is disabled",
+                ))
+            }
+            (Some(_), Some(_)) if config.durability != DurabilityLevel::Remote => {
+                return Err(Error::invalid(
+                    "cluster mode needs durability level Remote: a commit is acknowledged only \
+                     once it is in the bucket and ownership is re-checked",
+                ))
+            }
+            (Some(c), Some(sh)) => Some(crate::cluster::Cluster::start(
+                c.clone(),
+                sh.clone(),
+                config.clock.clone(),
+            )?),
+        };
         let syncer = Syncer::start(config.sync_threads);
         Ok(Store {
             inner: Arc::new(StoreInner {
+                cluster,
                 config,
                 key,
                 open: Mutex::new(HashSet::new()),
@@ -106,6 +129,11 @@ impl Store {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// This host's cluster membership, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.inner.cluster.as_ref()
     }
 
     /// The id an object name maps to in this store.

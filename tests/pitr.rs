@@ -519,3 +519,70 @@ fn diagnose_reports_conditional_write_support() {
         }
     }
 }
+
+/// A later epoch that never got its base snapshot (its claimer died first)
+/// did not end the one before: that one stays the live timeline, and GC
+/// must keep what restores inside the window need from it.
+#[test]
+fn retention_keeps_an_epoch_that_an_empty_later_epoch_did_not_replace() {
+    let bdir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let day = 86_400_000u64;
+    let clock = Arc::new(ManualClock::new(100 * day));
+    let mut cfg = Config::new(data.path())
+        .with_bucket(BucketConfig::Bucket(bucket.clone()))
+        .with_durability(DurabilityLevel::Remote)
+        .with_clock(clock.clone());
+    cfg.pitr.snapshot_min_interval = std::time::Duration::ZERO;
+    cfg.pitr.retention = std::time::Duration::from_millis(2 * day);
+    let store = Store::open(cfg).unwrap();
+    let mut o = store.open_object("g").unwrap();
+    o.put("k", b"day100").unwrap();
+    o.end_turn().unwrap().wait().unwrap();
+    let early = o.current_bookmark();
+    let e = early.epoch();
+    // An epoch claimed on day 101 whose claimer never shipped anything.
+    let id = store.id_from_name("g").unwrap().to_hex();
+    let mdir = bdir
+        .path()
+        .join("objects")
+        .join(&id)
+        .join(format!("epoch-{:016x}", e + 1));
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::write(
+        mdir.join("manifest"),
+        format!(
+            "{{\"epoch\":{},\"parent\":null,\"started_ms\":{}}}",
+            e + 1,
+            101 * day
+        ),
+    )
+    .unwrap();
+    // The old epoch stays live and keeps taking writes until day 109.
+    clock.set(108 * day + day / 2);
+    o.put("k", b"day108").unwrap();
+    o.end_turn().unwrap().wait().unwrap();
+    clock.set(109 * day);
+    o.restore_on_next_open(early).unwrap();
+    drop(o);
+    let o = store.open_object("g").unwrap();
+    assert_eq!(o.current_bookmark().epoch(), e + 2);
+    drop(o);
+    clock.set(110 * day);
+    store.gc("g").unwrap();
+    // Day 108.5 is inside the window, on epoch e's timeline.
+    let b = store.bookmark_for_time("g", 108 * day + day / 2).unwrap();
+    assert_eq!(b.epoch(), e, "{b}");
+    let out = data.path().join("restored");
+    store
+        .restore(
+            "g",
+            RestoreTarget::Bookmark(b),
+            &out,
+            RestoreOptions::default(),
+        )
+        .unwrap();
+    let (kv, _, _, _) = read_file(&out);
+    assert_eq!(kv.get("k").map(Vec::as_slice), Some(&b"day108"[..]));
+}

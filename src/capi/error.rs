@@ -74,6 +74,10 @@ pub const AMBER_ERR_BAD_BOOKMARK: AmberCode = 116;
 pub const AMBER_ERR_BUFFER_TOO_SMALL: AmberCode = 117;
 /// The object's mailbox is full (runtime backpressure); retry later.
 pub const AMBER_ERR_OVERLOADED: AmberCode = 118;
+/// Cluster mode: another live host owns the object; route the call there.
+pub const AMBER_ERR_NOT_OWNER: AmberCode = 119;
+/// Cluster mode: this host lost the object's ownership; reopen it.
+pub const AMBER_ERR_FENCED: AmberCode = 120;
 
 /// The name of a result code, such as "AMBER_ERR_BUSY", or "AMBER_UNKNOWN".
 ///
@@ -108,6 +112,8 @@ fn code_name(code: AmberCode) -> &'static CStr {
         AMBER_ERR_BAD_BOOKMARK => c"AMBER_ERR_BAD_BOOKMARK",
         AMBER_ERR_BUFFER_TOO_SMALL => c"AMBER_ERR_BUFFER_TOO_SMALL",
         AMBER_ERR_OVERLOADED => c"AMBER_ERR_OVERLOADED",
+        AMBER_ERR_NOT_OWNER => c"AMBER_ERR_NOT_OWNER",
+        AMBER_ERR_FENCED => c"AMBER_ERR_FENCED",
         _ => c"AMBER_UNKNOWN",
     }
 }
@@ -126,6 +132,8 @@ pub(crate) fn code_of(kind: ErrorKind) -> AmberCode {
         ErrorKind::Closed => AMBER_ERR_CLOSED,
         ErrorKind::Timeout => AMBER_ERR_TIMEOUT,
         ErrorKind::Overloaded => AMBER_ERR_OVERLOADED,
+        ErrorKind::NotOwner => AMBER_ERR_NOT_OWNER,
+        ErrorKind::Fenced => AMBER_ERR_FENCED,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Object {
     /// Log shipping, when the store has a bucket.
     ship: Option<ship::ObjectShip>,
     epoch: u64,
+    /// Cluster mode: the ownership this handle was opened under.
+    fence: Option<crate::cluster::Fence>,
     _lock: File,
     _guard: OpenGuard,
 }
@@ -100,9 +102,22 @@ impl Object {
                 return Err(Error::io(format!("lock {}", lock_path.display()), e))
             }
         }
+        // Cluster mode: take the object (or learn who has it) before
+        // touching its files; a new epoch starts from the bucket.
+        let activation = match &store.cluster {
+            Some(c) => {
+                let act = activate(c, &store, id, &dir)?;
+                Some(act)
+            }
+            None => None,
+        };
         // A restore scheduled by `restore_on_next_open` runs first, while
         // the database is closed and the object locked.
-        let restored = crate::pitr_api::restore_pending(&store, id, &dir)?;
+        let restored = match &activation {
+            Some((_, user_restore)) => *user_restore,
+            None => crate::pitr_api::restore_pending(&store, id, &dir)?,
+        };
+        let activation = activation.map(|(a, _)| a);
         let db_path = dir.join("db");
         let is_new = !db_path.exists();
         let conn = Connection::open(
@@ -122,7 +137,14 @@ impl Object {
         if !name_path.exists() {
             fsutil::write_atomic(&name_path, name.as_bytes())?;
         }
-        let epoch = ship::read_epoch(&conn)?;
+        let mut epoch = ship::read_epoch(&conn)?;
+        if let Some(a) = &activation {
+            if epoch != a.epoch {
+                crate::pitr_api::stamp_epoch(&conn, a.epoch)?;
+                epoch = a.epoch;
+            }
+        }
+        let fence = activation.map(|a| a.fence);
         let remote_level = store.config.durability == crate::config::DurabilityLevel::Remote;
         let plan = match &store.shipper {
             Some(sh) => Some(ship::ObjectShip::prepare(
@@ -154,6 +176,7 @@ impl Object {
                 mark.clone(),
                 seq,
                 time_ms,
+                fence.clone(),
             )?),
             _ => None,
         };
@@ -183,6 +206,7 @@ impl Object {
             savepoints: Vec::new(),
             ship,
             epoch,
+            fence,
             store,
             _lock: lock,
             _guard: guard,
@@ -191,6 +215,11 @@ impl Object {
 
     pub fn id(&self) -> ObjectId {
         self.id
+    }
+
+    /// The epoch (timeline) this handle writes.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn name(&self) -> &str {
@@ -237,7 +266,9 @@ impl Object {
 
     /// True once a failed commit or fsync has broken this handle.
     pub fn is_broken(&self) -> bool {
-        self.broken.is_some() || self.mark.has_failed()
+        self.broken.is_some()
+            || self.mark.has_failed()
+            || self.fence.as_ref().is_some_and(|f| !f.usable())
     }
 
     /// Fails fast once the object is broken.
@@ -253,6 +284,12 @@ impl Object {
                 .unwrap_or_else(|| Error::new(ErrorKind::Io, "durability failure"));
             return Err(self.break_with(cause));
         }
+        if let Some(f) = &self.fence {
+            if !f.usable() {
+                let e = f.error();
+                return Err(self.break_with(e));
+            }
+        }
         Ok(())
     }
 
@@ -263,7 +300,7 @@ impl Object {
         if let Some(e) = &self.broken {
             return e.clone();
         }
-        let err = if cause.kind() == ErrorKind::Broken {
+        let err = if matches!(cause.kind(), ErrorKind::Broken | ErrorKind::Fenced) {
             cause
         } else {
             Error::broken(&cause)
@@ -613,4 +650,31 @@ fn init_schema(conn: &Connection, name: &str) -> Result<(u64, u64)> {
         }
         Ok((seq, t))
     })
+}
+
+/// Cluster mode: claims the object and, for a new epoch, rebuilds its
+/// files from the bucket. Returns the activation and whether it carried
+/// out a user's `restore_on_next_open`.
+fn activate(
+    c: &Arc<crate::cluster::Cluster>,
+    store: &StoreInner,
+    id: ObjectId,
+    dir: &std::path::Path,
+) -> Result<(crate::cluster::Activation, bool)> {
+    let pending = crate::pitr_api::pending_restore(dir)?;
+    let act = c.acquire(id, pending)?;
+    if !act.new_epoch {
+        return Ok((act, false));
+    }
+    let r = match act.source {
+        Some(b) => crate::pitr_api::restore_into(store, id, dir, b, Some(act.epoch)),
+        None => crate::pitr_api::set_aside_local(dir),
+    };
+    if let Err(e) = r {
+        // The claim stands, but the files are not ready: the next open
+        // takes a fresh epoch and tries again.
+        c.forget(&id);
+        return Err(e);
+    }
+    Ok((act, pending.is_some()))
 }

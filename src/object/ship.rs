@@ -160,8 +160,9 @@ impl ObjectShip {
         mark: Arc<Watermark>,
         seq: u64,
         time_ms: u64,
+        fence: Option<crate::cluster::Fence>,
     ) -> Result<ObjectShip> {
-        let state = ShipState::new(id, plan.inner, mark, plan.hint_path);
+        let state = ShipState::new(id, plan.inner, mark, plan.hint_path, fence);
         let mut ship = ObjectShip {
             state,
             shipper,

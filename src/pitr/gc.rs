@@ -3,8 +3,11 @@
 //! Inside an epoch, a restore to any commit at or after the window's start
 //! needs the newest snapshot at or before that start and everything after
 //! it, so those are kept and older snapshots and segments go. An epoch
-//! that stopped being live before the window began goes entirely, except
-//! its manifest: manifests are fences and are never deleted. The window is
+//! that stopped being live before the window began (a later epoch has a
+//! base snapshot and started before the window) goes entirely, except its
+//! manifest: manifests are fences and are never deleted, and neither are
+//! cluster ownership records (`owners/`), which a stale writer could
+//! otherwise re-create. The window is
 //! widened by a grace period so a restore that resolved its target just
 //! inside the window cannot lose its snapshot while it runs.
 
@@ -43,10 +46,12 @@ pub async fn gc_object(
     let n = history.epochs.len();
     for (i, ep) in history.epochs.iter().enumerate() {
         let is_last = i + 1 == n;
-        // An epoch is live until the next one starts.
-        let ended = history
-            .epochs
-            .get(i + 1)
+        // An epoch is live until a later one has a base snapshot: a later
+        // epoch without one (its claimer died before shipping it) never
+        // took over, and the next claim restores from this epoch again.
+        let ended = history.epochs[i + 1..]
+            .iter()
+            .find(|e| !e.snapshots.is_empty())
             .and_then(|e| e.manifest)
             .map(|m| m.started_ms);
         if !is_last && ended.is_some_and(|t| t < horizon) {

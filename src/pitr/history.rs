@@ -181,23 +181,35 @@ pub(crate) async fn load_epoch(bucket: &Bucket, id: &ObjectId, epoch: u64) -> Re
     Ok(out)
 }
 
-/// Writes an epoch's manifest, create-only. An existing identical one is
-/// fine (a retried start); a different one means the epoch is taken.
+/// Writes an epoch's manifest, create-only, retrying errors whose outcome
+/// is unknown. An existing one is fine (a retried start, or an attempt
+/// whose answer was lost): only the owner of an epoch writes its manifest.
 pub(crate) async fn write_manifest(bucket: &Bucket, id: &ObjectId, m: Manifest) -> Result<()> {
     let key = bucket.layout().manifest(id, m.epoch);
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..PutOptions::default()
-    };
-    match bucket
-        .store()
-        .put_opts(&key, PutPayload::from(m.to_json()), opts)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(store_error("writing an epoch manifest", e)),
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut last = None;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match bucket
+            .store()
+            .put_opts(&key, PutPayload::from(m.to_json()), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
     }
+    Err(store_error(
+        "writing an epoch manifest",
+        last.expect("at least one attempt"),
+    ))
 }
 
 async fn get_range(store: &dyn ObjectStore, key: &Path, len: u64, size: u64) -> Result<Vec<u8>> {

@@ -4,6 +4,8 @@
 //! <prefix>/objects/<object id, 64 hex>/epoch-<epoch, 16 hex>/manifest
 //! <prefix>/objects/<object id>/epoch-<epoch>/segments/<first seq, 16 hex>-<last seq, 16 hex>.seg
 //! <prefix>/objects/<object id>/epoch-<epoch>/snapshots/<seq, 16 hex>.snap
+//! <prefix>/owners/<object id>          cluster mode: who owns the object
+//! <prefix>/hosts/<incarnation>         cluster mode: a host's lease
 //! ```
 //!
 //! Every number is fixed-width lowercase hex, so the lexical order of keys
@@ -125,6 +127,22 @@ impl KeyLayout {
     /// The store's name-hash key, shared by every store on this bucket.
     pub fn store_key(&self) -> Path {
         self.prefix.clone().join("store.key")
+    }
+
+    /// Cluster mode: `<prefix>/owners/<id>`, the object's ownership record.
+    /// Never deleted: a stale writer could otherwise re-create it.
+    pub fn owner(&self, id: &ObjectId) -> Path {
+        self.prefix.clone().join("owners").join(id.to_hex())
+    }
+
+    /// Cluster mode: `<prefix>/hosts`, one lease record per live host.
+    pub fn hosts(&self) -> Path {
+        self.prefix.clone().join("hosts")
+    }
+
+    /// Cluster mode: the lease record of host incarnation `incarnation`.
+    pub fn host(&self, incarnation: &str) -> Path {
+        self.hosts().join(incarnation)
     }
 
     pub fn objects(&self) -> Path {

@@ -95,6 +95,8 @@ pub(crate) struct ShipState {
     inner: Mutex<ShipInner>,
     mark: Arc<Watermark>,
     hint_path: PathBuf,
+    /// Cluster mode: checked after each PUT, before acknowledging it.
+    fence: Option<crate::cluster::Fence>,
 }
 
 impl ShipState {
@@ -103,12 +105,14 @@ impl ShipState {
         inner: ShipInner,
         mark: Arc<Watermark>,
         hint_path: PathBuf,
+        fence: Option<crate::cluster::Fence>,
     ) -> Arc<ShipState> {
         Arc::new(ShipState {
             id,
             inner: Mutex::new(inner),
             mark,
             hint_path,
+            fence,
         })
     }
 
@@ -184,6 +188,14 @@ impl Shipper {
             let _ = tx.send(fut.await);
         });
         rx.recv().expect("shipper runtime dropped a task")
+    }
+
+    /// Runs `fut` on the shipper's runtime in the background.
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.spawn(fut);
     }
 
     /// Queues a committed transaction.
@@ -327,6 +339,9 @@ impl Uploader {
         let len = bytes.len() as u64;
         let key = self.bucket.layout().segment(&st.id, epoch, first, last)?;
         self.put_create(&key, bytes).await?;
+        if let Some(f) = &st.fence {
+            f.confirm().await?;
+        }
         let mut inner = st.lock();
         inner.shipped = inner.shipped.max(last);
         inner.log_bytes += len;
@@ -343,6 +358,9 @@ impl Uploader {
             tokio::task::block_in_place(|| encode_snapshot(&st.id, epoch, job.commit, &job.image))?;
         let key = self.bucket.layout().snapshot(&st.id, epoch, seq);
         self.put_create(&key, bytes).await?;
+        if let Some(f) = &st.fence {
+            f.confirm().await?;
+        }
         {
             let mut inner = st.lock();
             inner.snapshot_seq = Some(seq);

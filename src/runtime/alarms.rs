@@ -223,6 +223,11 @@ pub(crate) fn index_store(inner: &Arc<Inner>) -> Result<()> {
             inner.remember_name(&id);
         }
         objects += 1;
+        if inner.store.cluster().is_some() {
+            // Opening would take the object from whichever host owns it
+            // now; its alarms are loaded when it activates here.
+            continue;
+        }
         let mut obj = match inner.store.open_object(&info.name) {
             Ok(o) => o,
             Err(e) => {

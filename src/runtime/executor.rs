@@ -84,7 +84,11 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
         match activate(inner, slot) {
             Ok(inst) => *guard = Some(inst),
             Err(e) => {
-                tracing::warn!(object = %slot.id, error = %e, "activation failed");
+                if e.kind() == crate::error::ErrorKind::NotOwner {
+                    tracing::debug!(object = %slot.id, error = %e, "owned by another host");
+                } else {
+                    tracing::warn!(object = %slot.id, error = %e, "activation failed");
+                }
                 fail_event(inner, slot, ev, e);
                 drop(guard);
                 // Do not keep a slot for an object that never opened.

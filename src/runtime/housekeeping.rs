@@ -18,8 +18,19 @@ pub(crate) fn run(inner: Arc<Inner>) {
         .housekeeping_interval
         .min(Duration::from_millis(50));
     let mut last = Instant::now();
+    let mut generation = inner.store.cluster().map(|c| c.generation());
     while !inner.is_closing() {
         std::thread::sleep(step);
+        // Cluster mode: a host that fenced itself closes every object it
+        // had open (their handles would only fail now), at once.
+        if let Some(c) = inner.store.cluster() {
+            let g = c.generation();
+            if generation != Some(g) {
+                generation = Some(g);
+                let n = close_all(&inner);
+                tracing::warn!(objects = n, "fenced: closed every open object");
+            }
+        }
         if last.elapsed() >= inner.cfg.housekeeping_interval {
             last = Instant::now();
             sweep(&inner);
@@ -60,11 +71,26 @@ fn sweep(inner: &Arc<Inner>) {
     }
 }
 
+fn close_all(inner: &Arc<Inner>) -> usize {
+    let mut n = 0;
+    for slot in inner.all_slots() {
+        if slot.live.load(Ordering::Acquire) {
+            evict_with(inner, &slot, true);
+            n += 1;
+        }
+    }
+    n
+}
+
 fn evict(inner: &Arc<Inner>, slot: &Arc<Slot>) {
+    evict_with(inner, slot, false)
+}
+
+fn evict_with(inner: &Arc<Inner>, slot: &Arc<Slot>, force: bool) {
     slot.evict_pending.store(true, Ordering::Release);
     let ev = Event::Evict {
         activity: slot.activity.load(Ordering::Acquire),
-        force: false,
+        force,
         done: None,
     };
     if inner.enqueue(&slot.id, ev).is_err() {

@@ -14,6 +14,11 @@ use super::{ws, Shared};
 use crate::error::{Error, ErrorKind};
 use crate::runtime::{Request, Runtime};
 
+/// Cluster mode: the incarnation of the host whose runtime served a reply.
+pub const HOST_HEADER: &str = "x-amber-host";
+/// Cluster mode: how many times a request was forwarded (loop guard).
+pub const FORWARDED_HEADER: &str = "x-amber-forwarded";
+
 /// Largest request body the host reads, in bytes.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
@@ -22,6 +27,7 @@ pub fn router(rt: Runtime) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster_hosts))
         .route("/{class}/{name}", any(object_root))
         .route("/{class}/{name}/{*rest}", any(object_path))
         .with_state(Arc::new(rt))
@@ -41,6 +47,37 @@ async fn metrics(State(rt): State<Shared>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         rt.render_metrics(),
     )
+}
+
+/// Cluster mode: every host with a lease record in the bucket.
+async fn cluster_hosts(State(rt): State<Shared>) -> HttpResponse {
+    let Some(c) = rt.store().cluster().cloned() else {
+        return (StatusCode::NOT_FOUND, "not in cluster mode\n").into_response();
+    };
+    let me = c.incarnation();
+    let now = rt.store().config().clock.now_ms();
+    match tokio::task::spawn_blocking(move || c.hosts()).await {
+        Ok(Ok(hosts)) => {
+            let list: Vec<serde_json::Value> = hosts
+                .iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "host": h.host,
+                        "addr": h.addr,
+                        "live": h.live_at(now),
+                        "self": h.host == me,
+                    })
+                })
+                .collect();
+            (
+                [("content-type", "application/json")],
+                serde_json::Value::Array(list).to_string(),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => error_response(&e),
+        Err(e) => error_response(&Error::new(ErrorKind::Io, e.to_string())),
+    }
 }
 
 async fn object_root(
@@ -68,7 +105,14 @@ async fn to_object(
 ) -> HttpResponse {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let resp = dispatch(rt, &class, &name, path.clone(), req).await;
+    let mut resp = dispatch(rt.clone(), &class, &name, path.clone(), req).await;
+    if let Some(c) = rt.store().cluster() {
+        if !resp.headers().contains_key(HOST_HEADER) {
+            if let Ok(v) = HeaderValue::try_from(c.incarnation()) {
+                resp.headers_mut().insert(HOST_HEADER, v);
+            }
+        }
+    }
     tracing::debug!(
         %method,
         class,
@@ -89,6 +133,12 @@ async fn dispatch(
     req: HttpRequest,
 ) -> HttpResponse {
     let (mut parts, body) = req.into_parts();
+    let hops: u32 = parts
+        .headers
+        .get(FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let upgrade = if is_upgrade(&parts.headers) {
         WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await
@@ -126,6 +176,17 @@ async fn dispatch(
     };
     let mut reply = match stub.fetch(request).await {
         Ok(r) => r,
+        Err(e) if e.kind() == ErrorKind::NotOwner => {
+            return super::forward::to_owner(
+                rt.store().cluster(),
+                &e,
+                &parts,
+                body,
+                upgrade.is_some(),
+                hops,
+            )
+            .await
+        }
         Err(e) => return error_response(&e),
     };
     if let Some(accepted) = reply.take_websocket() {
@@ -159,13 +220,15 @@ fn is_upgrade(h: &axum::http::HeaderMap) -> bool {
 }
 
 /// Maps an error to a status a client can act on.
-fn error_response(e: &Error) -> HttpResponse {
+pub(super) fn error_response(e: &Error) -> HttpResponse {
     let status = match e.kind() {
         ErrorKind::InvalidInput | ErrorKind::NotAllowed => StatusCode::BAD_REQUEST,
         ErrorKind::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Overloaded | ErrorKind::Closed | ErrorKind::Locked => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorKind::Overloaded
+        | ErrorKind::Closed
+        | ErrorKind::Locked
+        | ErrorKind::Fenced
+        | ErrorKind::NotOwner => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -174,7 +237,7 @@ fn error_response(e: &Error) -> HttpResponse {
         tracing::warn!(kind = ?e.kind(), error = %e, "request failed");
     }
     let mut resp = (status, format!("{:?}: {}\n", e.kind(), e)).into_response();
-    if e.kind() == ErrorKind::Overloaded {
+    if matches!(e.kind(), ErrorKind::Overloaded | ErrorKind::Fenced) {
         resp.headers_mut()
             .insert("retry-after", HeaderValue::from_static("1"));
     }

@@ -8,6 +8,7 @@
 //! output gate), so a 200 means the write survives a crash.
 
 pub mod classes;
+mod forward;
 mod http;
 mod ws;
 
@@ -48,9 +49,18 @@ pub async fn serve(
     tracing::info!("no longer accepting connections; closing sockets and objects");
     ws::close_all(&rt).await;
     let rt2 = rt.clone();
-    tokio::task::spawn_blocking(move || rt2.shutdown())
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("shutdown task failed: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        rt2.shutdown();
+        // Every object is closed and its writes are in the bucket: give
+        // up the lease so other hosts take the objects at once.
+        if let Some(c) = rt2.store().cluster() {
+            if let Err(e) = c.leave() {
+                tracing::warn!(error = %e, "could not delete this host's lease");
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Io, format!("shutdown task failed: {e}")))?;
     res.map_err(|e| Error::io("serve", e))
 }
 

@@ -77,6 +77,22 @@ enum Cmd {
         /// Threads that fsync objects' WAL files (fsyncs in flight).
         #[arg(long, default_value_t = 16)]
         sync_threads: usize,
+        /// Cluster mode: share the bucket with other `amber serve` hosts;
+        /// each object is served by one host at a time, and requests for
+        /// another host's objects are forwarded (docs/scale-out.md).
+        /// Implies `--durability remote`.
+        #[arg(long)]
+        cluster: bool,
+        /// Cluster mode: this host's name (default: the system host name).
+        #[arg(long)]
+        host: Option<String>,
+        /// Cluster mode: the address other hosts reach this one at
+        /// (default: the address it listens on).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Cluster mode: lease time-to-live in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        lease_ttl_ms: u64,
     },
 }
 
@@ -147,6 +163,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         workers,
         idle_timeout,
         sync_threads,
+        cluster,
+        host,
+        advertise,
+        lease_ttl_ms,
     } = cli.cmd
     {
         let args = serve::ServeArgs {
@@ -154,6 +174,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             workers,
             idle_timeout_secs: idle_timeout,
             sync_threads,
+            cluster: cluster.then_some(serve::ClusterArgs {
+                host,
+                advertise,
+                lease_ttl_ms,
+            }),
         };
         return serve::run(config, args);
     }

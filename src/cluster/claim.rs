@@ -1,0 +1,337 @@
+//! Taking an object, and checking before each acknowledgement that it is
+//! still ours.
+//!
+//! A claim is one conditional PUT of the ownership record: `Create` when
+//! the object has none, `Update` with the etag just read when its owner's
+//! lease has lapsed (or it is our own older incarnation). Each claim takes
+//! a new epoch above every epoch in the bucket, so a writer that lost the
+//! object can only add segments under an epoch nobody restores from.
+
+use std::time::Duration;
+
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use std::sync::Arc;
+
+use super::record::OwnerRecord;
+use super::{random_u64, read_lease_at, Cluster};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ObjectId;
+use crate::pitr::bucket::store_error;
+use crate::pitr::history::load_history;
+use crate::pitr::keys::KeyKind;
+use crate::pitr::{Bookmark, Bucket};
+
+/// What opening an object in cluster mode must do.
+#[derive(Debug, Clone)]
+pub(crate) struct Activation {
+    /// The epoch this host writes.
+    pub(crate) epoch: u64,
+    /// Whether the claim took a new epoch (else it continues its own).
+    pub(crate) new_epoch: bool,
+    /// For a new epoch: the commit to rebuild the object from, if the
+    /// bucket has any.
+    pub(crate) source: Option<Bookmark>,
+    pub(crate) fence: Fence,
+}
+
+/// Held by an object's shipper: the identity it must still have when a
+/// commit is acknowledged.
+#[derive(Clone)]
+pub(crate) struct Fence {
+    cluster: Arc<Cluster>,
+    id: ObjectId,
+    incarnation: String,
+    generation: u64,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fence")
+            .field("incarnation", &self.incarnation)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fence {
+    /// Cheap local check: the host still holds its lease under the
+    /// generation this object was opened in.
+    pub(crate) fn usable(&self) -> bool {
+        self.cluster.holds(self.generation)
+    }
+
+    pub(crate) fn error(&self) -> Error {
+        self.cluster.fenced_error(&format!("object {}", self.id))
+    }
+
+    /// The acknowledgement rule: called after a PUT has landed, before the
+    /// commits in it are acknowledged. The record must still name this
+    /// incarnation and epoch. A takeover changes the record before it lists
+    /// our epoch, so whatever we PUT before reading an unchanged record is
+    /// seen by the next owner. One read covers every commit of the PUT.
+    pub(crate) async fn confirm(&self) -> Result<()> {
+        if !self.usable() {
+            return Err(self.error());
+        }
+        let bucket = &self.cluster.bucket;
+        let mut delay = Duration::from_millis(50);
+        let mut last = None;
+        for _ in 0..4 {
+            match read_owner(bucket, &self.id).await {
+                Ok(Some((rec, _))) => {
+                    if rec.host == self.incarnation && rec.epoch == self.epoch && self.usable() {
+                        return Ok(());
+                    }
+                    return Err(Error::new(
+                        ErrorKind::Fenced,
+                        format!(
+                            "object {} now belongs to {} in epoch {}; this host ({}, epoch {}) \
+                             acknowledges nothing more",
+                            self.id, rec.host, rec.epoch, self.incarnation, self.epoch
+                        ),
+                    ));
+                }
+                Ok(None) => {
+                    return Err(Error::new(
+                        ErrorKind::Fenced,
+                        format!("object {}'s ownership record is gone", self.id),
+                    ))
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        Err(last.unwrap_or_else(|| self.error()))
+    }
+}
+
+/// Reads the ownership record and its version.
+pub(crate) async fn read_owner(
+    bucket: &Bucket,
+    id: &ObjectId,
+) -> Result<Option<(OwnerRecord, UpdateVersion)>> {
+    let key = bucket.layout().owner(id);
+    match bucket.store().get(&key).await {
+        Ok(r) => {
+            let ver = UpdateVersion {
+                e_tag: r.meta.e_tag.clone(),
+                version: r.meta.version.clone(),
+            };
+            let bytes = r
+                .bytes()
+                .await
+                .map_err(|e| store_error("reading an ownership record", e))?;
+            Ok(Some((OwnerRecord::from_json(&bytes)?, ver)))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_error("reading an ownership record", e)),
+    }
+}
+
+/// Highest epoch the bucket has a directory for.
+async fn max_epoch(bucket: &Bucket, id: &ObjectId) -> Result<u64> {
+    let layout = bucket.layout();
+    let top = bucket.list_dir(&layout.object(id)).await?;
+    Ok(top
+        .dirs
+        .iter()
+        .filter_map(|d| layout.parse(d).ok())
+        .filter(|p| p.kind == KeyKind::Epoch && p.object == *id)
+        .map(|p| p.epoch)
+        .max()
+        .unwrap_or(0))
+}
+
+/// A conditional PUT of an ownership record. `Ok(true)` if this claim's
+/// record is in place, `Ok(false)` if another claim won. A PUT whose
+/// outcome is unknown (timeout, lost response) is retried; the retry's
+/// failed precondition is then resolved by reading the record back and
+/// comparing the claim id.
+async fn put_record(bucket: &Bucket, key: &Path, rec: &OwnerRecord, mode: PutMode) -> Result<bool> {
+    let store = bucket.store();
+    let mut delay = Duration::from_millis(50);
+    let mut last = String::new();
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        let opts = PutOptions {
+            mode: mode.clone(),
+            ..PutOptions::default()
+        };
+        match store
+            .put_opts(key, PutPayload::from(rec.to_json()), opts)
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                return match read_owner(bucket, &rec_id(key)?).await? {
+                    Some((now, _)) => Ok(now.claim == rec.claim),
+                    None => Ok(false),
+                };
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    // Unknown outcome after every attempt: the record says.
+    match read_owner(bucket, &rec_id(key)?).await {
+        Ok(Some((now, _))) if now.claim == rec.claim => Ok(true),
+        _ => Err(Error::new(
+            ErrorKind::Io,
+            format!("claiming {key} failed: {last}"),
+        )),
+    }
+}
+
+fn rec_id(key: &Path) -> Result<ObjectId> {
+    let last = key.filename().unwrap_or("");
+    ObjectId::from_hex(last).map_err(|_| Error::invalid(format!("{key} is not an ownership key")))
+}
+
+impl Cluster {
+    /// Takes `id` for this host, or says who has it. `restore` asks for a
+    /// new epoch rebuilt from that commit (a point-in-time restore).
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        id: ObjectId,
+        restore: Option<Bookmark>,
+    ) -> Result<Activation> {
+        let me = self.clone();
+        self.shipper
+            .block_on(async move { me.acquire_async(id, restore).await })
+    }
+
+    async fn acquire_async(
+        self: Arc<Self>,
+        id: ObjectId,
+        restore: Option<Bookmark>,
+    ) -> Result<Activation> {
+        let bucket = self.bucket.clone();
+        let key = bucket.layout().owner(&id);
+        for _ in 0..4 {
+            let (inc, generation, owned) = {
+                let mut st = self.lock();
+                if !self.valid(&st) {
+                    return Err(self.fenced_error("cannot take objects"));
+                }
+                if restore.is_none() {
+                    let now = self.clock.now_ms();
+                    match st.routes.get(&id) {
+                        Some((addr, until)) if now < *until => {
+                            return Err(Error::not_owner(
+                                addr,
+                                format!("object {id} is owned by the live host at {addr}"),
+                            ));
+                        }
+                        Some(_) => {
+                            st.routes.remove(&id);
+                        }
+                        None => {}
+                    }
+                }
+                (
+                    st.incarnation.clone(),
+                    st.generation,
+                    st.owned.get(&id).copied(),
+                )
+            };
+            let fence = |epoch| Fence {
+                cluster: self.clone(),
+                id,
+                incarnation: inc.clone(),
+                generation,
+                epoch,
+            };
+            let current = read_owner(&bucket, &id).await?;
+            let mode = match &current {
+                Some((rec, _))
+                    if rec.host == inc && owned == Some(rec.epoch) && restore.is_none() =>
+                {
+                    return Ok(Activation {
+                        epoch: rec.epoch,
+                        new_epoch: false,
+                        source: None,
+                        fence: fence(rec.epoch),
+                    });
+                }
+                Some((rec, ver)) => {
+                    if rec.host != inc {
+                        let lease =
+                            read_lease_at(&bucket, &bucket.layout().host(&rec.host)).await?;
+                        if let Some(l) = lease.filter(|l| l.live_at(self.clock.now_ms())) {
+                            // Trust the route for a quarter TTL at most:
+                            // the owner may die, and we retake it then.
+                            let until = self.clock.now_ms() + l.ttl_ms / 4;
+                            self.lock().routes.insert(id, (l.addr.clone(), until));
+                            if restore.is_some() {
+                                return Err(Error::not_owner(
+                                    &l.addr,
+                                    format!(
+                                        "object {id} is owned by live host {}; restore it there",
+                                        l.host
+                                    ),
+                                ));
+                            }
+                            return Err(Error::not_owner(
+                                &l.addr,
+                                format!(
+                                    "object {id} is owned by live host {} at {}",
+                                    l.host, l.addr
+                                ),
+                            ));
+                        }
+                    }
+                    (rec.epoch, PutMode::Update(ver.clone()))
+                }
+                None => (0, PutMode::Create),
+            };
+            let (prev_epoch, mode) = mode;
+            let epoch = prev_epoch.max(max_epoch(&bucket, &id).await?) + 1;
+            let rec = OwnerRecord {
+                host: inc.clone(),
+                addr: self.cfg.advertise.clone(),
+                epoch,
+                claim: format!("{:016x}", random_u64()?),
+                since_ms: self.clock.now_ms(),
+            };
+            if !put_record(&bucket, &key, &rec, mode).await? {
+                continue;
+            }
+            // Ours. Everything acknowledged under the previous epoch was
+            // in the bucket before the record changed, so a listing now
+            // sees it.
+            let source = match restore {
+                Some(b) => Some(b),
+                None => load_history(&bucket, &id).await?.latest(),
+            };
+            {
+                let mut st = self.lock();
+                if st.generation != generation {
+                    return Err(self.fenced_error("lease lapsed while taking an object"));
+                }
+                st.owned.insert(id, epoch);
+            }
+            tracing::info!(object = %id, epoch, from = ?current.map(|(r, _)| r.host), "took object");
+            return Ok(Activation {
+                epoch,
+                new_epoch: true,
+                source,
+                fence: fence(epoch),
+            });
+        }
+        Err(Error::new(
+            ErrorKind::Locked,
+            format!("object {id} changed hands repeatedly while this host tried to take it; retry"),
+        ))
+    }
+
+    /// Forgets `id` (after a failed open), so the next open claims again.
+    pub(crate) fn forget(&self, id: &ObjectId) {
+        self.lock().owned.remove(id);
+    }
+}

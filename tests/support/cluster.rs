@@ -176,6 +176,12 @@ impl Drop for Cluster {
         for i in 0..self.hosts.len() {
             self.kill(i);
         }
+        let keep = std::env::var_os("AMBER_TEST_KEEP_CLUSTER").is_some();
+        if keep && !std::thread::panicking() {
+            if let Some(d) = self.dir.take() {
+                eprintln!("AMBER_TEST_KEEP_CLUSTER: kept {}", d.keep().display());
+            }
+        }
         if std::thread::panicking() {
             let lines = std::env::var("AMBER_TEST_CLUSTER_LOG_LINES")
                 .ok()

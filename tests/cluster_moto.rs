@@ -580,3 +580,122 @@ fn sigstop_scenario(tag: &str, busy: bool) {
         assert_eq!(k, v, "key {k} has a value never written");
     }
 }
+
+/// After scenario 1: the killed host comes back on the same data
+/// directory, which holds the object as it was when the host died. It
+/// must forward to the new owner, and when that owner leaves (SIGTERM
+/// deletes its lease, so no TTL wait) and the restarted host takes the
+/// object back, it must restore from the bucket, not resume from its stale
+/// local files: writes made while it was dead are there.
+#[test]
+fn a_restarted_host_takes_an_object_back_from_the_bucket_not_its_stale_files() {
+    let _serial = serial();
+    let Some(mut c) = Cluster::start("restart", 3, TTL_MS) else {
+        return;
+    };
+    let tag = "restart";
+    let t0 = Instant::now();
+    let mut confirmed: Vec<Attempt> = Vec::new();
+    let put = |c: &Cluster, via: usize, key: &str, within: Duration| -> Attempt {
+        let a = put_until_ok(c, via, &format!("/kv/back/{key}"), key, within);
+        a.last().unwrap().clone()
+    };
+
+    // h1 owns `back` and has 10 writes in its local files.
+    let first = put(&c, 1, "r0", Duration::from_secs(15));
+    let inc1 = incarnation(&first);
+    assert_eq!(c.host_of(&inc1), Some(1), "h1 should own back, got {inc1}");
+    confirmed.push(first);
+    for i in 1..10 {
+        confirmed.push(put(&c, 1, &format!("r{i}"), Duration::from_secs(10)));
+    }
+
+    // SIGKILL h1; h0 takes over and gets 10 more writes.
+    let killed_at = Instant::now();
+    c.kill(1);
+    let a = put(&c, 0, "s0", c.ttl + Duration::from_secs(15));
+    let inc0 = incarnation(&a);
+    eprintln!(
+        "[{tag}] SIGKILLed h1 ({inc1}); {inc0} took over after {:.3}s",
+        (a.done - killed_at).as_secs_f64()
+    );
+    assert_ne!(c.host_of(&inc0), Some(1));
+    confirmed.push(a);
+    for i in 1..10 {
+        confirmed.push(put(&c, 0, &format!("s{i}"), Duration::from_secs(10)));
+    }
+    let owner = c.host_of(&inc0).unwrap();
+
+    // h1 restarts on its old files, under a new incarnation: its requests
+    // for `back` go to the live owner.
+    c.restart(1);
+    let (data, reply) = read_kv(c.addr(1), 1, "back", Duration::from_secs(20));
+    eprintln!(
+        "[{tag}] restarted h1; read through it served by {:?}: {} keys",
+        reply.header(HOST_HEADER),
+        data.len()
+    );
+    assert_eq!(
+        reply.header(HOST_HEADER),
+        Some(inc0.as_str()),
+        "a read through the restarted h1 was not served by the owner"
+    );
+    let refs: Vec<&Attempt> = confirmed.iter().collect();
+    assert_all_present("read through the restarted h1", &refs, &data, t0);
+
+    // The owner leaves gracefully; the restarted h1 takes `back` on the
+    // next request, without waiting for a TTL.
+    let left_at = Instant::now();
+    let st = c.terminate(owner, 30);
+    eprintln!(
+        "[{tag}] SIGTERM to h{owner}: exited {st} after {:.3}s",
+        left_at.elapsed().as_secs_f64()
+    );
+    assert!(
+        st.success(),
+        "h{owner} did not exit cleanly on SIGTERM: {st}"
+    );
+    let left_at = Instant::now();
+    let tries = put_until_ok(&c, 1, "/kv/back/t0", "t0", c.ttl + Duration::from_secs(15));
+    let a = tries.last().unwrap().clone();
+    let took = a.done - left_at;
+    let new_inc1 = incarnation(&a);
+    eprintln!(
+        "[{tag}] first 200 through h1 {:.3}s after h{owner} exited ({} tries: {}), served by {new_inc1}",
+        took.as_secs_f64(),
+        tries.len(),
+        tally(&tries)
+    );
+    assert!(
+        matches!(c.host_of(&new_inc1), Some(i) if i != owner),
+        "served by {new_inc1}, which should have left"
+    );
+    assert_ne!(
+        new_inc1, inc1,
+        "h1 answered under its incarnation from before the SIGKILL"
+    );
+    assert!(
+        took < c.ttl,
+        "taking the object of a host that left took {:.3}s, not under the {:.1}s TTL",
+        took.as_secs_f64(),
+        c.ttl.as_secs_f64()
+    );
+    confirmed.push(a);
+
+    // Everything is there, including what h0 wrote while h1 was dead.
+    let survivor = if owner == 0 { 2 } else { 0 };
+    for via in [1, survivor] {
+        let (data, reply) = read_kv(c.addr(via), via, "back", Duration::from_secs(20));
+        eprintln!(
+            "[{tag}] read through h{via} served by {:?}: {} keys; {} confirmed writes",
+            reply.header(HOST_HEADER),
+            data.len(),
+            confirmed.len()
+        );
+        let refs: Vec<&Attempt> = confirmed.iter().collect();
+        assert_all_present(&format!("read through h{via}"), &refs, &data, t0);
+        for (k, v) in &data {
+            assert_eq!(k, v, "key {k} has a value never written");
+        }
+    }
+}

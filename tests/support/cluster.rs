@@ -86,37 +86,72 @@ impl Cluster {
             ttl: Duration::from_millis(ttl_ms),
             dir: Some(dir),
         };
-        let rust_log =
-            std::env::var("AMBER_TEST_CLUSTER_LOG").unwrap_or_else(|_| "info".to_string());
         for i in 0..n {
-            let name = format!("h{i}");
-            let root = c.dir.as_ref().unwrap().path();
-            let data = root.join(&name);
-            let log = root.join(format!("{name}.stderr.log"));
-            let opts = ServeOpts {
-                global_args: vec!["--bucket".into(), c.bucket.clone()],
-                serve_args: vec![
-                    "--cluster".into(),
-                    "--host".into(),
-                    name.clone(),
-                    "--lease-ttl-ms".into(),
-                    ttl_ms.to_string(),
-                ],
-                env: vec![("RUST_LOG".into(), rust_log.clone())],
-                stderr_log: Some(log.clone()),
-            };
-            // The Cluster already owns the hosts started so far: a panic
-            // here kills them and prints their logs.
-            let server = Server::start_with(&data, &opts);
+            let server = c.spawn(i);
             c.hosts.push(Host {
-                name,
+                name: format!("h{i}"),
                 addr: server.addr,
                 pid: server.pid(),
                 server: Some(server),
-                log,
+                log: c.log_path(i),
             });
         }
         Some(c)
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join(format!("h{i}.stderr.log"))
+    }
+
+    /// Starts host `i` on its data directory (the Cluster already owns
+    /// the hosts started so far: a panic here kills them and prints their
+    /// logs). The log file is appended to, so a restart continues it.
+    fn spawn(&self, i: usize) -> Server {
+        let name = format!("h{i}");
+        let data = self.dir.as_ref().unwrap().path().join(&name);
+        let rust_log =
+            std::env::var("AMBER_TEST_CLUSTER_LOG").unwrap_or_else(|_| "info".to_string());
+        let opts = ServeOpts {
+            global_args: vec!["--bucket".into(), self.bucket.clone()],
+            serve_args: vec![
+                "--cluster".into(),
+                "--host".into(),
+                name,
+                "--lease-ttl-ms".into(),
+                self.ttl.as_millis().to_string(),
+            ],
+            env: vec![("RUST_LOG".into(), rust_log)],
+            stderr_log: Some(self.log_path(i)),
+        };
+        Server::start_with(&data, &opts)
+    }
+
+    /// Starts host `i` again, on the same data directory (it must have
+    /// been killed or stopped). It listens on a new port.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.hosts[i].server.is_none(), "h{i} is still running");
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log_path(i))
+            .and_then(|mut f| {
+                use std::io::Write;
+                writeln!(f, "===== test harness: restarting h{i} =====")
+            });
+        let server = self.spawn(i);
+        let h = &mut self.hosts[i];
+        h.addr = server.addr;
+        h.pid = server.pid();
+        h.server = Some(server);
+    }
+
+    /// SIGTERMs host `i` and waits (at most `secs`) for it to exit.
+    pub fn terminate(&mut self, i: usize, secs: u64) -> std::process::ExitStatus {
+        let mut s = self.hosts[i].server.take().expect("host already gone");
+        s.terminate(secs)
     }
 
     pub fn addr(&self, i: usize) -> SocketAddr {

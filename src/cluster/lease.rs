@@ -113,9 +113,12 @@ pub(super) fn spawn_renewer(c: &Arc<Cluster>) {
 const STALE_LEASE_MS: u64 = 3_600_000;
 
 /// At join, once: deletes lease records of incarnations that ended long
-/// ago (killed hosts never delete their own). Safe: a lease record has one
+/// ago (killed hosts never delete their own), and of earlier incarnations
+/// at this host's own address (a restart). Safe: a lease record has one
 /// writer, its incarnation, and an incarnation whose lease lapsed never
-/// writes it again (it rejoins under a new id). Idle hosts make no LISTs.
+/// writes it again (it rejoins under a new id); at worst a deleted lease
+/// lets its objects be taken over early, which the acknowledgement rule
+/// makes harmless. Idle hosts make no LISTs.
 pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
     let weak: Weak<Cluster> = Arc::downgrade(c);
     c.shipper.spawn(async move {
@@ -128,7 +131,10 @@ pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
         for m in list.objects {
             if let Ok(Some(l)) = super::read_lease_at(&bucket, &m.location).await {
                 let end = l.renewed_ms.saturating_add(l.ttl_ms);
-                if now > end.saturating_add(STALE_LEASE_MS) {
+                // An earlier incarnation at our own address is gone (we
+                // bound the address): its objects need not wait out its TTL.
+                let mine = l.addr == c.cfg.advertise && l.host != c.incarnation();
+                if mine || now > end.saturating_add(STALE_LEASE_MS) {
                     let _ = bucket.store().delete(&m.location).await;
                     tracing::debug!(host = %l.host, "deleted a long-expired lease");
                 }

@@ -44,6 +44,9 @@ pub enum ErrorKind {
     /// Cluster mode: this host lost the object's ownership (its lease
     /// lapsed, or another host took the object over). Nothing after the
     /// loss was acknowledged; reopen the object, which routes to the owner.
+    /// A commit whose ticket fails with `Fenced` has an unknown outcome,
+    /// like a timeout: its upload may have landed before the takeover read
+    /// the bucket, and then the new owner has it.
     Fenced,
 }
 

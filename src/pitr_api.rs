@@ -164,21 +164,46 @@ impl Object {
                  not scheduling it",
             ));
         }
-        fsutil::write_atomic(
-            &self.dir().join(RESTORE_MARKER),
-            target.to_string().as_bytes(),
-        )?;
+        let text = match &self.store_inner().cluster {
+            Some(c) => format!("{target} {} {}", c.incarnation(), self.epoch()),
+            None => target.to_string(),
+        };
+        fsutil::write_atomic(&self.dir().join(RESTORE_MARKER), text.as_bytes())?;
         Ok(current)
     }
 }
 
-/// The bookmark a pending `restore_on_next_open` asks for, if any.
-pub(crate) fn pending_restore(dir: &Path) -> Result<Option<Bookmark>> {
+/// A pending `restore_on_next_open`: the target, and in cluster mode the
+/// (incarnation, epoch) that asked for it. A marker is honoured only by
+/// the same ownership: after the object moved, it is stale.
+pub(crate) struct PendingRestore {
+    pub(crate) target: Bookmark,
+    pub(crate) owner: Option<(String, u64)>,
+}
+
+pub(crate) fn pending_restore(dir: &Path) -> Result<Option<PendingRestore>> {
     let marker = dir.join(RESTORE_MARKER);
-    match std::fs::read_to_string(&marker) {
-        Ok(t) => Ok(Some(t.trim().parse()?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("read {}", marker.display()), e)),
+    let text = match std::fs::read_to_string(&marker) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("read {}", marker.display()), e)),
+    };
+    let mut f = text.split_whitespace();
+    let target: Bookmark = f.next().unwrap_or("").parse()?;
+    let owner = match (f.next(), f.next().and_then(|e| e.parse::<u64>().ok())) {
+        (Some(inc), Some(epoch)) => Some((inc.to_owned(), epoch)),
+        _ => None,
+    };
+    Ok(Some(PendingRestore { target, owner }))
+}
+
+/// Drops a restore marker that no longer applies.
+pub(crate) fn discard_restore_marker(dir: &Path) -> Result<()> {
+    let marker = dir.join(RESTORE_MARKER);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => fsutil::sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", marker.display()), e)),
     }
 }
 
@@ -186,8 +211,8 @@ pub(crate) fn pending_restore(dir: &Path) -> Result<Option<Bookmark>> {
 /// rebuild the file from the bucket, give it a new epoch, swap it in.
 pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> Result<bool> {
     match pending_restore(dir)? {
-        Some(target) => {
-            restore_into(store, id, dir, target, None)?;
+        Some(p) => {
+            restore_into(store, id, dir, p.target, None)?;
             Ok(true)
         }
         None => Ok(false),
@@ -270,22 +295,45 @@ pub(crate) fn stamp_epoch(conn: &Connection, epoch: u64) -> Result<()> {
     Ok(())
 }
 
-/// Cluster mode, a new epoch with nothing in the bucket to start from:
-/// whatever this directory holds was never acknowledged (acknowledgement
-/// needs the bucket), so it is moved aside, not deleted, and the object
-/// starts empty.
-pub(crate) fn set_aside_local(dir: &Path) -> Result<()> {
+/// Moves the object's database files aside (`db.aside-<ms>`, and its WAL
+/// as `db.aside-<ms>-wal`) instead of deleting them: they may hold commits
+/// the bucket lacks (a store that ran with local durability before joining
+/// a cluster). Removes the ship hint, which described them.
+pub(crate) fn set_aside_local(dir: &Path, now_ms: u64) -> Result<()> {
     let db = dir.join("db");
     if db.exists() {
-        let aside = dir.join("db.unacknowledged");
+        let aside = dir.join(format!("db.aside-{now_ms}"));
         std::fs::rename(&db, &aside)
             .map_err(|e| Error::io(format!("move aside {}", db.display()), e))?;
         let wal = dir.join("db-wal");
         if wal.exists() {
-            let _ = std::fs::rename(&wal, dir.join("db.unacknowledged-wal"));
+            std::fs::rename(&wal, dir.join(format!("db.aside-{now_ms}-wal")))
+                .map_err(|e| Error::io(format!("move aside {}", wal.display()), e))?;
         }
     }
     let _ = std::fs::remove_file(dir.join(crate::object::HINT_FILE));
-    let _ = std::fs::remove_file(dir.join(RESTORE_MARKER));
     fsutil::sync_dir(dir)
+}
+
+/// The (epoch, last commit) of the database in `dir`, if there is one.
+pub(crate) fn local_position(dir: &Path) -> Result<Option<Bookmark>> {
+    let db = dir.join("db");
+    if !db.exists() {
+        return Ok(None);
+    }
+    // A private reserved prefix, so amber's own tables are readable.
+    let conn = Connection::open(&db, "\u{1}none", Vec::new())?;
+    let pos = conn.internal(|| {
+        let mut st = conn.prepare_cached("SELECT epoch, seq FROM _amber_meta WHERE id = 1")?;
+        Ok::<_, crate::sqlite::SqliteError>(if st.step()? {
+            Some(Bookmark::new(
+                st.column_i64(0).max(0) as u64,
+                st.column_i64(1).max(0) as u64,
+            ))
+        } else {
+            None
+        })
+    });
+    // A file without amber's table (never committed to) has no position.
+    Ok(pos.unwrap_or(None))
 }

@@ -287,6 +287,16 @@ fn cluster_mode_checks_its_configuration() {
         .err()
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    for bad_addr in ["", "x", "x:0", ":80", "0.0.0.0:8787", "[::]:8787", "x:http"] {
+        let e = Store::open(
+            base()
+                .with_durability(DurabilityLevel::Remote)
+                .with_cluster(ClusterConfig::new("h", bad_addr)),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad_addr:?}: {e}");
+    }
     for bad in ["", "a/b", "../x", "h h", &"x".repeat(65)] {
         let e = Store::open(
             base()
@@ -306,4 +316,99 @@ fn cluster_mode_checks_its_configuration() {
     .err()
     .unwrap();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+#[test]
+fn a_second_host_cannot_advertise_a_live_hosts_address() {
+    let (bucket, _) = shared_bucket();
+    let _a = host(&bucket, "a");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::new(dir.path())
+        .with_bucket(BucketConfig::Bucket(bucket.clone()))
+        .with_durability(DurabilityLevel::Remote)
+        .with_clock(Arc::new(ManualClock::new(T0)))
+        .with_cluster(ClusterConfig::new("b", "a.test:1"));
+    let e = Store::open(cfg).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("already advertises"), "{e}");
+}
+
+/// A restore asked for under one ownership is not carried out after the
+/// object moved: it would roll back what the next owner acknowledged.
+#[test]
+fn a_restore_request_left_behind_by_a_lost_ownership_is_discarded() {
+    let (bucket, _) = shared_bucket();
+    let a = host(&bucket, "a");
+    let b = host(&bucket, "b");
+    let mut oa = a.store.open_object("m").unwrap();
+    put(&mut oa, "k", "v1").unwrap();
+    let mark = oa.current_bookmark();
+    put(&mut oa, "k", "v2").unwrap();
+    oa.restore_on_next_open(mark).unwrap();
+    drop(oa);
+    // Before A reopens, B takes the object and acknowledges a write.
+    a.store.cluster().unwrap().set_renewals_paused(true);
+    advance(&[&a, &b], TTL.as_millis() as u64 + 1);
+    wait_lease(&b);
+    let mut ob = b.store.open_object("m").unwrap();
+    assert_eq!(get(&mut ob, "k").as_deref(), Some("v2"));
+    put(&mut ob, "k", "v3-by-b").unwrap();
+    drop(ob);
+    b.store.cluster().unwrap().leave().unwrap();
+    // A comes back and takes the object again: B's write stands.
+    a.store.cluster().unwrap().set_renewals_paused(false);
+    wait_lease(&a);
+    let mut oa = a.store.open_object("m").unwrap();
+    assert_eq!(get(&mut oa, "k").as_deref(), Some("v3-by-b"));
+    assert!(!oa.dir().join("restore-pending").exists());
+}
+
+/// Joining a cluster keeps what a store acknowledged before it joined.
+#[test]
+fn a_store_that_joins_a_cluster_keeps_its_local_data() {
+    // (1) It ran without a bucket: everything is local only.
+    // (2) It ran with this bucket at local durability: all shipped.
+    for shared in [false, true] {
+        let (bucket, _) = shared_bucket();
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cfg = Config::new(dir.path()).with_bucket(if shared {
+                BucketConfig::Bucket(bucket.clone())
+            } else {
+                BucketConfig::Disabled
+            });
+            let store = Store::open(cfg).unwrap();
+            let mut o = store.open_object("legacy").unwrap();
+            for i in 0..5 {
+                put(&mut o, &format!("k{i}"), "before-cluster").unwrap();
+            }
+            o.close().unwrap();
+        }
+        let mut cc = ClusterConfig::new("a", "a.test:1");
+        cc.lease_ttl = TTL;
+        let cfg = Config::new(dir.path())
+            .with_bucket(BucketConfig::Bucket(bucket.clone()))
+            .with_durability(DurabilityLevel::Remote)
+            .with_cluster(cc);
+        let store = Store::open(cfg).unwrap();
+        let mut o = store.open_object("legacy").unwrap();
+        for i in 0..5 {
+            assert_eq!(
+                get(&mut o, &format!("k{i}")).as_deref(),
+                Some("before-cluster"),
+                "shared bucket: {shared}"
+            );
+        }
+        put(&mut o, "k5", "in-cluster").unwrap();
+        // The new epoch is restorable from the bucket alone.
+        let out = dir.path().join("exported");
+        store
+            .restore(
+                "legacy",
+                amber::pitr::RestoreTarget::Latest,
+                &out,
+                amber::pitr::RestoreOptions::default(),
+            )
+            .unwrap();
+    }
 }

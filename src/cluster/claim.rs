@@ -32,6 +32,9 @@ pub(crate) struct Activation {
     /// For a new epoch: the commit to rebuild the object from, if the
     /// bucket has any.
     pub(crate) source: Option<Bookmark>,
+    /// The object had no ownership record: this is its first claim, and
+    /// local files may predate cluster mode.
+    pub(crate) first_claim: bool,
     pub(crate) fence: Fence,
 }
 
@@ -39,7 +42,8 @@ pub(crate) struct Activation {
 /// commit is acknowledged.
 #[derive(Clone)]
 pub(crate) struct Fence {
-    cluster: Arc<Cluster>,
+    /// Weak: upload tasks hold fences, and must not keep the host alive.
+    cluster: std::sync::Weak<Cluster>,
     id: ObjectId,
     incarnation: String,
     generation: u64,
@@ -59,11 +63,20 @@ impl Fence {
     /// Cheap local check: the host still holds its lease under the
     /// generation this object was opened in.
     pub(crate) fn usable(&self) -> bool {
-        self.cluster.holds(self.generation)
+        self.cluster
+            .upgrade()
+            .is_some_and(|c| c.holds(self.generation))
     }
 
     pub(crate) fn error(&self) -> Error {
-        self.cluster.fenced_error(&format!("object {}", self.id))
+        Error::new(
+            ErrorKind::Fenced,
+            format!(
+                "object {}: this host's lease lapsed or the object was taken over; \
+                 nothing after that was acknowledged",
+                self.id
+            ),
+        )
     }
 
     /// The acknowledgement rule: called after a PUT has landed, before the
@@ -75,7 +88,10 @@ impl Fence {
         if !self.usable() {
             return Err(self.error());
         }
-        let bucket = &self.cluster.bucket;
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Err(self.error());
+        };
+        let bucket = &cluster.bucket;
         let mut delay = Duration::from_millis(50);
         let mut last = None;
         for _ in 0..4 {
@@ -241,7 +257,7 @@ impl Cluster {
                 )
             };
             let fence = |epoch| Fence {
-                cluster: self.clone(),
+                cluster: Arc::downgrade(&self),
                 id,
                 incarnation: inc.clone(),
                 generation,
@@ -256,6 +272,7 @@ impl Cluster {
                         epoch: rec.epoch,
                         new_epoch: false,
                         source: None,
+                        first_claim: false,
                         fence: fence(rec.epoch),
                     });
                 }
@@ -316,11 +333,13 @@ impl Cluster {
                 }
                 st.owned.insert(id, epoch);
             }
+            let first_claim = current.is_none();
             tracing::info!(object = %id, epoch, from = ?current.map(|(r, _)| r.host), "took object");
             return Ok(Activation {
                 epoch,
                 new_epoch: true,
                 source,
+                first_claim,
                 fence: fence(epoch),
             });
         }
@@ -328,6 +347,11 @@ impl Cluster {
             ErrorKind::Locked,
             format!("object {id} changed hands repeatedly while this host tried to take it; retry"),
         ))
+    }
+
+    /// The epoch this incarnation claimed `id` in, if it did.
+    pub(crate) fn owned_epoch(&self, id: &ObjectId) -> Option<u64> {
+        self.lock().owned.get(id).copied()
     }
 
     /// Forgets `id` (after a failed open), so the next open claims again.

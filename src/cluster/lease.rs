@@ -40,8 +40,9 @@ impl Cluster {
             .bucket
             .store()
             .put(&key, PutPayload::from(rec.to_json()));
-        // A renewal that takes half the TTL is as good as failed.
-        match tokio::time::timeout(self.cfg.lease_ttl / 2, put).await {
+        // A renewal that takes a quarter TTL is as good as failed; the
+        // next one is already due.
+        match tokio::time::timeout(self.cfg.lease_ttl / 4, put).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(store_error("renewing this host's lease", e)),
             Err(_) => {
@@ -51,8 +52,23 @@ impl Cluster {
                 ))
             }
         }
+        let answered = self.clock.now_ms();
+        let ttl = self.cfg.lease_ttl.as_millis() as u64;
+        let stopped = self.lock().stopped;
+        if stopped {
+            // `leave` ran while this PUT was in flight: delete again, or
+            // the record would make others wait out a TTL.
+            let _ = self.bucket.store().delete(&key).await;
+            return Ok(());
+        }
         let mut st = self.lock();
-        if st.generation == gen && !st.stopped {
+        // Never revive a lease that ran out before this answer came: in
+        // between, another host may have presumed us dead and taken
+        // objects. The renewer fences on its next tick instead.
+        let lapsed = st
+            .last_ok_ms
+            .is_some_and(|t| answered >= t.saturating_add(ttl));
+        if st.generation == gen && !lapsed {
             st.last_ok_ms = Some(st.last_ok_ms.map_or(sent, |t| t.max(sent)));
             self.publish(&st);
         }
@@ -97,8 +113,13 @@ pub(super) fn spawn_renewer(c: &Arc<Cluster>) {
     let weak: Weak<Cluster> = Arc::downgrade(c);
     let every = (c.cfg.lease_ttl / 4).max(Duration::from_millis(20));
     c.shipper.spawn(async move {
+        // Ticks at a fixed rate from the start, so one slow renewal does
+        // not push the next one back.
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
         loop {
-            tokio::time::sleep(every).await;
+            ticks.tick().await;
             let Some(c) = weak.upgrade() else { return };
             if c.lock().stopped {
                 return;
@@ -133,7 +154,9 @@ pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
                 let end = l.renewed_ms.saturating_add(l.ttl_ms);
                 // An earlier incarnation at our own address is gone (we
                 // bound the address): its objects need not wait out its TTL.
-                let mine = l.addr == c.cfg.advertise && l.host != c.incarnation();
+                let mine = l.addr == c.cfg.advertise
+                    && l.host != c.incarnation()
+                    && same_host_name(&l.host, &c.cfg.host);
                 if mine || now > end.saturating_add(STALE_LEASE_MS) {
                     let _ = bucket.store().delete(&m.location).await;
                     tracing::debug!(host = %l.host, "deleted a long-expired lease");
@@ -141,4 +164,9 @@ pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
             }
         }
     });
+}
+
+/// Whether incarnation id `inc` (`<host>-<8 hex>`) belongs to host `host`.
+pub(super) fn same_host_name(inc: &str, host: &str) -> bool {
+    inc.rsplit_once('-').is_some_and(|(h, _)| h == host)
 }

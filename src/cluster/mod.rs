@@ -76,11 +76,7 @@ impl Cluster {
         if cfg.lease_ttl < std::time::Duration::from_millis(200) {
             return Err(Error::invalid("the lease TTL must be at least 200 ms"));
         }
-        if cfg.advertise.is_empty() {
-            return Err(Error::invalid(
-                "cluster mode needs an address other hosts can reach",
-            ));
-        }
+        check_advertise(&cfg.advertise)?;
         let bucket = shipper.bucket.clone();
         let b2 = bucket.clone();
         let nonce = clock.now_ms() ^ u64::from(std::process::id()) << 40;
@@ -97,6 +93,28 @@ impl Cluster {
                 "the bucket cannot fence writers, so cluster mode refuses it ({}); \
                  `amber diagnose` shows the probes",
                 bad.join("; ")
+            )));
+        }
+        // Two hosts advertising one address would forward to each other
+        // and delete each other's leases: refuse to join as the second.
+        let b3 = bucket.clone();
+        let (addr, name) = (cfg.advertise.clone(), cfg.host.clone());
+        let now = clock.now_ms();
+        let clash = shipper.block_on(async move {
+            let list = b3.list_dir(&b3.layout().hosts()).await?;
+            for m in list.objects {
+                if let Some(l) = read_lease_at(&b3, &m.location).await? {
+                    if l.addr == addr && l.live_at(now) && !lease::same_host_name(&l.host, &name) {
+                        return Ok::<_, Error>(Some(l.host));
+                    }
+                }
+            }
+            Ok(None)
+        })?;
+        if let Some(other) = clash {
+            return Err(Error::invalid(format!(
+                "host {other} already advertises {}: give each host its own --advertise address",
+                cfg.advertise
             )));
         }
         let c = Arc::new(Cluster {
@@ -274,6 +292,28 @@ async fn read_lease_at(
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(store_error("reading a lease", e)),
     }
+}
+
+/// `host:port`, with a port, and not an unspecified address (0.0.0.0 or
+/// `::`), which no other host could reach.
+fn check_advertise(a: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "advertise address {a:?} {why}: other hosts forward requests to it"
+        )))
+    };
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return bad("needs a port");
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return bad("needs a host and a non-zero port");
+    }
+    if let Ok(sa) = a.parse::<std::net::SocketAddr>() {
+        if sa.ip().is_unspecified() {
+            return bad("is unspecified (listen on it, but advertise a reachable address)");
+        }
+    }
+    Ok(())
 }
 
 fn check_host_name(h: &str) -> Result<()> {

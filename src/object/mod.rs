@@ -6,6 +6,7 @@
 //! commit's sequence number and time into `_amber_meta`, commits, and hands
 //! back a `Ticket` that resolves once the commit is durable.
 
+mod activate;
 mod alarm;
 mod cache;
 mod kv;
@@ -106,7 +107,7 @@ impl Object {
         // touching its files; a new epoch starts from the bucket.
         let activation = match &store.cluster {
             Some(c) => {
-                let act = activate(c, &store, id, &dir)?;
+                let act = activate::activate(c, &store, id, &dir)?;
                 Some(act)
             }
             None => None,
@@ -650,31 +651,4 @@ fn init_schema(conn: &Connection, name: &str) -> Result<(u64, u64)> {
         }
         Ok((seq, t))
     })
-}
-
-/// Cluster mode: claims the object and, for a new epoch, rebuilds its
-/// files from the bucket. Returns the activation and whether it carried
-/// out a user's `restore_on_next_open`.
-fn activate(
-    c: &Arc<crate::cluster::Cluster>,
-    store: &StoreInner,
-    id: ObjectId,
-    dir: &std::path::Path,
-) -> Result<(crate::cluster::Activation, bool)> {
-    let pending = crate::pitr_api::pending_restore(dir)?;
-    let act = c.acquire(id, pending)?;
-    if !act.new_epoch {
-        return Ok((act, false));
-    }
-    let r = match act.source {
-        Some(b) => crate::pitr_api::restore_into(store, id, dir, b, Some(act.epoch)),
-        None => crate::pitr_api::set_aside_local(dir),
-    };
-    if let Err(e) = r {
-        // The claim stands, but the files are not ready: the next open
-        // takes a fresh epoch and tries again.
-        c.forget(&id);
-        return Err(e);
-    }
-    Ok((act, pending.is_some()))
 }

@@ -102,9 +102,20 @@ pub(super) async fn to_owner(
             if let Some(c) = cluster {
                 c.unreachable(addr);
             }
-            return retry_later(format!(
-                "NotOwner: the owner at {addr} did not answer: {err}\n"
-            ));
+            if err.is_connect() {
+                // Never reached the owner: nothing happened; retry.
+                return retry_later(format!(
+                    "NotOwner: the owner at {addr} could not be reached: {err}\n"
+                ));
+            }
+            // Sent, but no answer: the owner may have carried it out.
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "Timeout: the owner at {addr} did not answer; the outcome is unknown: {err}\n"
+                ),
+            )
+                .into_response();
         }
     };
     let status = resp.status();

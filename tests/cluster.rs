@@ -75,6 +75,14 @@ fn advance(hosts: &[&Host], ms: u64) {
     }
 }
 
+/// The ownership record names `h`'s incarnation and `o`'s epoch.
+fn assert_owner(h: &Host, o: &Object) {
+    let c = h.store.cluster().unwrap();
+    let rec = c.owner_of(o.id()).unwrap().unwrap();
+    assert_eq!(rec.host, c.incarnation());
+    assert_eq!(rec.epoch, o.epoch());
+}
+
 fn wait_lease(h: &Host) {
     let c = h.store.cluster().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -111,15 +119,7 @@ fn one_owner_at_a_time_and_takeover_after_the_lease_lapses() {
     assert_eq!(get(&mut ob, "k1").as_deref(), Some("v1"));
     assert_eq!(get(&mut ob, "late"), None);
     put(&mut ob, "k2", "v2").unwrap();
-    let rec = b
-        .store
-        .cluster()
-        .unwrap()
-        .owner_of(ob.id())
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.host, b.store.cluster().unwrap().incarnation());
-    assert_eq!(rec.epoch, ob.epoch());
+    assert_owner(&b, &ob);
 
     // A comes back: it rejoins under a new incarnation and is told to
     // forward to B.
@@ -173,14 +173,7 @@ fn a_point_in_time_restore_takes_a_new_epoch_through_the_record() {
     assert!(o.epoch() > e0);
     assert_eq!(get(&mut o, "k").as_deref(), Some("old"));
     put(&mut o, "k2", "after-restore").unwrap();
-    let rec = a
-        .store
-        .cluster()
-        .unwrap()
-        .owner_of(o.id())
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.epoch, o.epoch());
+    assert_owner(&a, &o);
 }
 
 #[test]
@@ -250,15 +243,7 @@ fn a_claim_whose_answer_was_lost_is_settled_by_its_claim_id() {
     put(&mut o, "k", "v").unwrap();
     faulty.set_faults(Faults::none());
     assert!(faulty.injected().lost_responses >= 3);
-    let rec = a
-        .store
-        .cluster()
-        .unwrap()
-        .owner_of(o.id())
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.host, a.store.cluster().unwrap().incarnation());
-    assert_eq!(rec.epoch, o.epoch());
+    assert_owner(&a, &o);
 }
 
 #[test]

@@ -357,6 +357,7 @@ struct Stats {
     races: u64,
     /// Races whose held request was parked across a takeover.
     races_held: u64,
+    stampedes: u64,
     faults: u64,
     /// Turns present in the final state without an acknowledgement.
     survived_unacked: u64,
@@ -383,6 +384,7 @@ impl Stats {
         self.skews += o.skews;
         self.races += o.races;
         self.races_held += o.races_held;
+        self.stampedes += o.stampedes;
         self.faults += o.faults;
         self.survived_unacked += o.survived_unacked;
         self.survived_fenced += o.survived_fenced;
@@ -1046,6 +1048,55 @@ impl Sim {
         self.settle_all(Duration::from_millis(500));
     }
 
+    /// Both hosts drop their handles and open the object at once: at most
+    /// one claim of a given epoch may win.
+    fn stampede(&mut self) {
+        self.stats.stampedes += 1;
+        for h in 0..2 {
+            self.drop_handle(h, "stampede");
+        }
+        if self.rng.chance(500) {
+            // Nobody's lease looks live to anybody.
+            let ms = TTL_MS + 1;
+            self.note("stampede: both clocks jump a TTL".into());
+            for h in &self.hosts {
+                h.clock.advance(ms);
+            }
+            for h in 0..2 {
+                if self.can_renew(h) {
+                    self.wait_renewed(h, Duration::from_millis(500));
+                }
+            }
+        }
+        self.note("stampede: both hosts open at once".into());
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let opening: Vec<_> = (0..2)
+            .map(|h| {
+                let store = self.hosts[h].store.clone();
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    store.open_object(OBJ)
+                })
+            })
+            .collect();
+        let mut results: Vec<(usize, amber::Result<Object>)> = opening
+            .into_iter()
+            .enumerate()
+            .map(|(h, j)| (h, j.join().expect("the open panicked")))
+            .collect();
+        if let [(_, Ok(x)), (_, Ok(y))] = &results[..] {
+            if x.epoch() == y.epoch() {
+                self.fail(format!("both hosts opened the object in epoch {}", x.epoch()));
+            }
+        }
+        // Book the earlier claim (the lower epoch) first.
+        results.sort_by_key(|(_, r)| r.as_ref().map_or(u64::MAX, |o| o.epoch()));
+        for (h, r) in results {
+            self.opened(h, r);
+        }
+    }
+
     /// Renewals resume and the clocks agree again (the slow one jumps
     /// forward, which may lapse its lease).
     fn heal_hosts(&mut self) {
@@ -1132,7 +1183,8 @@ impl Sim {
             75..=77 => self.skew(holder),
             78..=79 => self.race(holder),
             80..=81 => self.race_claim(holder),
-            82..=87 => {
+            82..=83 => self.stampede(),
+            84..=88 => {
                 self.heal_links();
                 self.heal_hosts();
             }

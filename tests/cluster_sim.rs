@@ -318,16 +318,23 @@ struct Handle {
 
 struct Host {
     name: &'static str,
-    store: Store,
+    /// `None` only while the host restarts.
+    store: Option<Store>,
     clock: Arc<ManualClock>,
     handle: Option<Handle>,
     paused: bool,
-    _dir: tempfile::TempDir,
+    bucket: Bucket,
+    retention: Duration,
+    dir: tempfile::TempDir,
 }
 
 impl Host {
     fn cluster(&self) -> &Arc<amber::cluster::Cluster> {
-        self.store.cluster().expect("cluster mode")
+        self.store().cluster().expect("cluster mode")
+    }
+
+    fn store(&self) -> &Store {
+        self.store.as_ref().expect("the host is up")
     }
 }
 
@@ -338,6 +345,8 @@ enum Outcome {
     /// `end_turn` failed: it may or may not have committed.
     Unknown(ErrorKind),
     Pending(Ticket),
+    /// Pending when its host's store went away: never settles.
+    Abandoned,
     Acked,
     Failed(ErrorKind),
 }
@@ -378,6 +387,7 @@ struct Stats {
     /// Races whose held request was parked across a takeover.
     races_held: u64,
     stampedes: u64,
+    restarts: u64,
     faults: u64,
     /// Turns present in the final state without an acknowledgement.
     survived_unacked: u64,
@@ -405,6 +415,7 @@ impl Stats {
         self.races += o.races;
         self.races_held += o.races_held;
         self.stampedes += o.stampedes;
+        self.restarts += o.restarts;
         self.faults += o.faults;
         self.survived_unacked += o.survived_unacked;
         self.survived_fenced += o.survived_fenced;
@@ -448,9 +459,30 @@ fn open_host(name: &'static str, bucket: &Bucket) -> Host {
 fn open_host_with(name: &'static str, bucket: &Bucket, retention: Duration) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
+    let store = start_store(name, bucket, dir.path(), &clock, retention)
+        .unwrap_or_else(|e| panic!("open store {name}: {e}"));
+    Host {
+        name,
+        store: Some(store),
+        clock,
+        handle: None,
+        paused: false,
+        bucket: bucket.clone(),
+        retention,
+        dir,
+    }
+}
+
+fn start_store(
+    name: &'static str,
+    bucket: &Bucket,
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    retention: Duration,
+) -> amber::Result<Store> {
     let mut cc = ClusterConfig::new(name, format!("{name}.sim:1"));
     cc.lease_ttl = Duration::from_millis(TTL_MS);
-    let mut cfg = Config::new(dir.path())
+    let mut cfg = Config::new(dir)
         .with_bucket(BucketConfig::Bucket(bucket.clone()))
         .with_durability(DurabilityLevel::Remote)
         .with_clock(clock.clone())
@@ -460,14 +492,7 @@ fn open_host_with(name: &'static str, bucket: &Bucket, retention: Duration) -> H
     cfg.pitr.snapshot_min_interval = Duration::ZERO;
     cfg.pitr.retention = retention;
     cfg.sync_threads = 1;
-    Host {
-        name,
-        store: Store::open(cfg).unwrap_or_else(|e| panic!("open store {name}: {e}")),
-        clock,
-        handle: None,
-        paused: false,
-        _dir: dir,
-    }
+    Store::open(cfg)
 }
 
 impl Sim {
@@ -775,7 +800,7 @@ impl Sim {
         if self.hosts[h].handle.is_some() {
             return false;
         }
-        let r = self.hosts[h].store.open_object(OBJ);
+        let r = self.hosts[h].store().open_object(OBJ);
         self.opened(h, r)
     }
 
@@ -1052,7 +1077,7 @@ impl Sim {
         ));
         let gate = self.links[taker].gate.clone();
         gate.arm(GateOp::Put, "/owners/");
-        let store = self.hosts[taker].store.clone();
+        let store = self.hosts[taker].store().clone();
         let opening = std::thread::spawn(move || store.open_object(OBJ));
         let deadline = Instant::now() + Duration::from_secs(1);
         while gate.parked() == 0 && !opening.is_finished() && Instant::now() < deadline {
@@ -1097,7 +1122,7 @@ impl Sim {
         let start = Arc::new(std::sync::Barrier::new(2));
         let opening: Vec<_> = (0..2)
             .map(|h| {
-                let store = self.hosts[h].store.clone();
+                let store = self.hosts[h].store().clone();
                 let start = start.clone();
                 std::thread::spawn(move || {
                     start.wait();
@@ -1120,6 +1145,55 @@ impl Sim {
         for (h, r) in results {
             self.opened(h, r);
         }
+    }
+
+    /// The host restarts: its handle goes, its store is dropped, and a new
+    /// store opens on the same data directory under a new incarnation.
+    /// Gracefully, uploads in flight drain and the host leaves (deletes
+    /// its lease); like a crash, in-flight work is abandoned and the lease
+    /// is left to run out.
+    fn restart(&mut self, h: usize) {
+        let crash = self.rng.chance(500);
+        self.stats.restarts += 1;
+        self.note(format!(
+            "{} restarts{}",
+            self.hosts[h].name,
+            if crash { " (crash: in-flight work abandoned, no leave)" } else { "" }
+        ));
+        self.drop_handle(h, "restart");
+        let old = self.hosts[h].store.take().expect("the host is up");
+        if crash {
+            // Inside a runtime, the cluster does not leave and the shipper
+            // does not wait for its uploads.
+            let _in_runtime = self.rt.enter();
+            drop(old);
+        } else {
+            drop(old);
+        }
+        for i in 0..self.turns.len() {
+            if self.turns[i].host == h {
+                self.settle(i, Duration::ZERO);
+                if matches!(self.turns[i].outcome, Outcome::Pending(_)) {
+                    self.turns[i].outcome = Outcome::Abandoned;
+                }
+            }
+        }
+        self.links[h].heal();
+        self.hosts[h].paused = false;
+        let host = &self.hosts[h];
+        let mut last = None;
+        for _ in 0..5 {
+            match start_store(host.name, &host.bucket, host.dir.path(), &host.clock, host.retention) {
+                Ok(st) => {
+                    self.hosts[h].store = Some(st);
+                    let inc = self.hosts[h].cluster().incarnation();
+                    self.note(format!("{} is back as {inc}", self.hosts[h].name));
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        self.fail(format!("restarting {} failed 5 times on a healed link: {last:?}", self.hosts[h].name));
     }
 
     /// Renewals resume and the clocks agree again (the slow one jumps
@@ -1209,7 +1283,8 @@ impl Sim {
             78..=79 => self.race(holder),
             80..=81 => self.race_claim(holder),
             82..=83 => self.stampede(),
-            84..=88 => {
+            84..=85 => self.restart(h),
+            86..=89 => {
                 self.heal_links();
                 self.heal_hosts();
             }
@@ -1318,7 +1393,7 @@ impl Sim {
         // owner would get) is covered by `verify` below: each epoch's log
         // must be whole, and the final one restorable up to the end.
         let rep = self.hosts[o]
-            .store
+            .store()
             .verify(OBJ)
             .unwrap_or_else(|e| panic!("seed {}: verify: {e}", self.seed));
         let mut bad = Vec::new();
@@ -1344,7 +1419,7 @@ impl Sim {
             self.fail(format!("invariant 5: verify: {bad:?}\n{rep:#?}"));
         }
         // The record, read from the bucket itself, names the final owner.
-        let id = self.hosts[o].store.id_from_name(OBJ).unwrap();
+        let id = self.hosts[o].store().id_from_name(OBJ).unwrap();
         let path = self.layout.owner(&id);
         let inner = self.inner.clone();
         let rec = self
@@ -1482,7 +1557,7 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     let b = open_host_with("b", &bucket(1), retention);
 
     // a owns the object and acknowledges a write (epoch 1).
-    let mut oa = a.store.open_object(OBJ).unwrap();
+    let mut oa = a.store().open_object(OBJ).unwrap();
     oa.put("k", b"acked").unwrap();
     oa.end_turn().unwrap().wait_timeout(WAIT).unwrap();
     let e1 = oa.epoch();
@@ -1493,7 +1568,7 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     b.clock.advance(TTL_MS + 1);
     wait_lease(&b);
     links[1].gate.refuse(GateOp::Put, "/snapshots/");
-    let ob = b.store.open_object(OBJ).unwrap();
+    let ob = b.store().open_object(OBJ).unwrap();
     let e2 = ob.epoch();
     assert!(e2 > e1);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1504,7 +1579,7 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     let t = ob.current_bookmark();
     drop(ob);
     links[1].gate.release();
-    let h = b.store.history(OBJ).unwrap();
+    let h = b.store().history(OBJ).unwrap();
     let ep2 = h.epoch(e2).expect("epoch 2 has a manifest");
     assert!(ep2.snapshots.is_empty(), "epoch 2 got no base snapshot: {t:?}");
 
@@ -1517,18 +1592,18 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     b.clock.set(a.clock.now());
     wait_lease(&a);
     wait_lease(&b);
-    let rep = a.store.gc(OBJ).unwrap();
+    let rep = a.store().gc(OBJ).unwrap();
     println!("gc: {rep:?}");
-    for ep in &a.store.history(OBJ).unwrap().epochs {
+    for ep in &a.store().history(OBJ).unwrap().epochs {
         println!("after gc: {ep:?}");
     }
 
     // The next owner must still have the acknowledged write.
-    let mut o = match a.store.open_object(OBJ) {
+    let mut o = match a.store().open_object(OBJ) {
         Ok(o) => o,
         Err(e) => {
             println!("a: {e}");
-            b.store.open_object(OBJ).unwrap()
+            b.store().open_object(OBJ).unwrap()
         }
     };
     println!("reopened in epoch {}, seq {}", o.epoch(), o.seq());

@@ -44,7 +44,8 @@
 //!
 //! `AMBER_SIM_SEEDS` (default 20), `AMBER_SIM_SEED` (first seed, default 1)
 //! and `AMBER_SIM_STEPS` (default 200) size a run; `AMBER_SIM_TRACE=1`
-//! prints every step. A failure prints the seed and the steps before it;
+//! prints every step; `AMBER_SIM_VERIFY_EVERY` (default 25) sets how often
+//! the whole bucket is verified besides at every open. A failure prints the seed and the steps before it;
 //! `AMBER_SIM_SEEDS=1 AMBER_SIM_SEED=<seed>` replays its step sequence
 //! (thread timing is not replayed).
 
@@ -351,6 +352,19 @@ enum Outcome {
     Failed(ErrorKind),
 }
 
+/// A turn's ticket, or its error and whether a write was refused before
+/// the commit (`true`) or `end_turn` failed (`false`: it may have committed).
+type TurnResult = std::result::Result<Ticket, (bool, amber::Error)>;
+
+/// One turn on `obj`: its keys, the hot key, and `end_turn`.
+fn turn_on(obj: &mut Object, keys: &[u64]) -> TurnResult {
+    for &k in keys {
+        obj.put(&key(k), &val(k)).map_err(|e| (true, e))?;
+    }
+    obj.put(HOT, &hot_val(keys[0])).map_err(|e| (true, e))?;
+    obj.end_turn().map_err(|e| (false, e))
+}
+
 struct Turn {
     keys: Vec<u64>,
     host: usize,
@@ -371,6 +385,8 @@ struct Stats {
     opens: u64,
     takeovers: u64,
     not_owner: u64,
+    /// `NotOwner` naming the opener's own address.
+    not_owner_self: u64,
     /// Turns refused or failed with `Fenced`.
     fenced: u64,
     /// Stale turns committed while the old owner still believed in its
@@ -388,6 +404,11 @@ struct Stats {
     races_held: u64,
     stampedes: u64,
     restarts: u64,
+    /// Epochs in the bucket at the end, those without a snapshot, and
+    /// snapshots (each epoch's base, and those taken as the log grew).
+    epochs: u64,
+    empty_epochs: u64,
+    snapshots: u64,
     faults: u64,
     /// Turns present in the final state without an acknowledgement.
     survived_unacked: u64,
@@ -405,6 +426,7 @@ impl Stats {
         self.opens += o.opens;
         self.takeovers += o.takeovers;
         self.not_owner += o.not_owner;
+        self.not_owner_self += o.not_owner_self;
         self.fenced += o.fenced;
         self.stale_commits += o.stale_commits;
         self.stale_fenced_by_record += o.stale_fenced_by_record;
@@ -416,10 +438,46 @@ impl Stats {
         self.races_held += o.races_held;
         self.stampedes += o.stampedes;
         self.restarts += o.restarts;
+        self.epochs += o.epochs;
+        self.empty_epochs += o.empty_epochs;
+        self.snapshots += o.snapshots;
         self.faults += o.faults;
         self.survived_unacked += o.survived_unacked;
         self.survived_fenced += o.survived_fenced;
         self.misclassified += o.misclassified;
+    }
+}
+
+impl Stats {
+    fn line(&self) -> String {
+        format!(
+            "turns {:>3} (acked {:>3}, fenced {:>3} [{:>2} by the record check], stale {:>2}, \
+             unacked but kept {:>2}) | opens {:>2}, takeovers {:>2}, NotOwner {:>2} ({:>2} naming itself) | cuts {:>2}, \
+             pauses {:>2}, skews {:>2}, races {:>2} ({:>2} held), stampedes {:>2}, restarts {:>2} | \
+             epochs {:>2} ({:>2} empty), snapshots {:>2} | faults {:>4}, misclassified {}",
+            self.turns,
+            self.acked,
+            self.fenced,
+            self.record_fenced,
+            self.stale_commits,
+            self.survived_unacked,
+            self.opens,
+            self.takeovers,
+            self.not_owner,
+            self.not_owner_self,
+            self.cuts,
+            self.pauses,
+            self.skews,
+            self.races,
+            self.races_held,
+            self.stampedes,
+            self.restarts,
+            self.epochs,
+            self.empty_epochs,
+            self.snapshots,
+            self.faults,
+            self.misclassified
+        )
     }
 }
 
@@ -429,6 +487,20 @@ fn key(n: u64) -> String {
 
 fn val(n: u64) -> Vec<u8> {
     format!("v{n}").into_bytes()
+}
+
+/// Every turn also overwrites this key with a few KB of incompressible
+/// bytes named after the turn's first key, so the log outgrows the
+/// database and snapshots (and the retention pass after each) happen
+/// mid-epoch; and the final value must come from the newest turn present.
+const HOT: &str = "hot";
+
+fn hot_val(n: u64) -> Vec<u8> {
+    let mut r = SplitMix::new(n ^ 0x407);
+    let len = 1000 + (n * 7919 % 2500) as usize;
+    let mut v = format!("h{n}:").into_bytes();
+    v.extend((0..len).map(|_| r.next_u64() as u8));
+    v
 }
 
 struct Sim {
@@ -448,6 +520,8 @@ struct Sim {
     log: Vec<String>,
     trace: bool,
     step: usize,
+    /// `check_bucket` every this many steps and at every open (0: never).
+    verify_every: usize,
     stats: Stats,
     started: Instant,
 }
@@ -527,6 +601,7 @@ impl Sim {
             log: Vec::new(),
             trace: std::env::var("AMBER_SIM_TRACE").is_ok_and(|v| v == "1"),
             step: 0,
+            verify_every: env_u64("AMBER_SIM_VERIFY_EVERY", 25) as usize,
             stats: Stats::default(),
             started: Instant::now(),
         }
@@ -542,11 +617,28 @@ impl Sim {
 
     #[track_caller]
     fn fail(&self, what: String) -> ! {
-        let tail = self.log.len().saturating_sub(80);
+        let tail = self.log.len().saturating_sub(60);
+        let path = std::env::temp_dir().join(format!("amber-cluster-sim-seed-{}.log", self.seed));
+        let mut full = self.log.join("\n");
+        if let Some(st) = self.hosts.iter().find_map(|h| h.store.as_ref()) {
+            if let Ok(h) = st.history(OBJ) {
+                for e in &h.epochs {
+                    full.push_str(&format!(
+                        "\nbucket: epoch {}: manifest {:?}, snapshots {:?}, segments {:?}",
+                        e.epoch,
+                        e.manifest,
+                        e.snapshots.iter().map(|s| s.seq).collect::<Vec<_>>(),
+                        e.segments.iter().map(|s| (s.first, s.last)).collect::<Vec<_>>()
+                    ));
+                }
+            }
+        }
+        let saved = std::fs::write(&path, format!("{what}\n{full}\n")).is_ok();
         panic!(
-            "seed {}: {what}\n--- last steps ---\n{}\n--- replay: AMBER_SIM_SEEDS=1 AMBER_SIM_SEED={} ---",
+            "seed {}: {what}\n--- last steps ---\n{}\n--- {}replay: AMBER_SIM_SEEDS=1 AMBER_SIM_SEED={} ---",
             self.seed,
             self.log[tail..].join("\n"),
+            if saved { format!("full log in {}; ", path.display()) } else { String::new() },
             self.seed
         );
     }
@@ -625,37 +717,50 @@ impl Sim {
 
     // ---- turns ----------------------------------------------------------
 
-    fn write(&mut self, h: usize, wait: bool) {
-        let Some(hd) = self.hosts[h].handle.as_mut() else {
-            return;
-        };
-        let era = hd.era;
-        let epoch = hd.epoch;
-        let stale = era != self.era;
-        let usable = !hd.obj.is_broken();
+    /// Keys for a new turn of 1 to 3 writes.
+    fn next_keys(&mut self) -> Vec<u64> {
         let n = 1 + self.rng.below(3);
         let keys: Vec<u64> = (0..n).map(|i| self.next_key + i).collect();
         self.next_key += n;
-        self.stats.turns += 1;
-        let mut refused = None;
-        for &k in &keys {
-            if let Err(e) = hd.obj.put(&key(k), &val(k)) {
-                refused = Some(e);
-                break;
-            }
+        keys
+    }
+
+    /// A turn by `h` through its handle; waits for the ticket if `wait`.
+    fn write(&mut self, h: usize, wait: bool) {
+        if self.hosts[h].handle.is_none() {
+            return;
         }
-        let outcome = match refused {
-            Some(e) => {
-                self.check_typed("put", &e);
-                Outcome::Refused(e.kind())
-            }
-            None => match hd.obj.end_turn() {
-                Ok(t) => Outcome::Pending(t),
-                Err(e) => {
-                    self.check_typed("end_turn", &e);
+        let keys = self.next_keys();
+        let hd = self.hosts[h].handle.as_mut().unwrap();
+        let (era, epoch, usable) = (hd.era, hd.epoch, !hd.obj.is_broken());
+        let stale = era != self.era;
+        let r = turn_on(&mut hd.obj, &keys);
+        self.book(h, keys, (era, epoch), stale, usable, wait, r);
+    }
+
+    /// Records a turn's outcome (and waits for its ticket if `wait`).
+    #[allow(clippy::too_many_arguments)]
+    fn book(
+        &mut self,
+        h: usize,
+        keys: Vec<u64>,
+        (era, epoch): (u64, u64),
+        stale: bool,
+        usable: bool,
+        wait: bool,
+        r: TurnResult,
+    ) {
+        self.stats.turns += 1;
+        let outcome = match r {
+            Ok(t) => Outcome::Pending(t),
+            Err((refused, e)) => {
+                self.check_typed(if refused { "put" } else { "end_turn" }, &e);
+                if refused {
+                    Outcome::Refused(e.kind())
+                } else {
                     Outcome::Unknown(e.kind())
                 }
-            },
+            }
         };
         if matches!(outcome, Outcome::Refused(ErrorKind::Fenced) | Outcome::Unknown(ErrorKind::Fenced)) {
             self.stats.fenced += 1;
@@ -832,12 +937,20 @@ impl Sim {
                     .filter(|&i| matches!(self.turns[i].outcome, Outcome::Acked))
                     .collect();
                 self.check_owner_sees(&acked, "at open");
+                if self.verify_every > 0 {
+                    self.check_bucket();
+                }
                 true
             }
             Err(e) => {
                 self.check_typed("open_object", &e);
                 if e.kind() == ErrorKind::NotOwner {
                     self.stats.not_owner += 1;
+                    // The record names an older incarnation of this very
+                    // host whose lease still runs (after a restart).
+                    if e.owner() == Some(self.hosts[h].cluster().advertise()) {
+                        self.stats.not_owner_self += 1;
+                    }
                 }
                 self.note(format!(
                     "{} open refused: {:?}: {e}",
@@ -1038,10 +1151,17 @@ impl Sim {
             self.hosts[holder].name
         ));
         self.links[holder].gate.arm(op, pattern);
-        for _ in 0..1 + self.rng.below(2) {
-            self.write(holder, false);
-        }
-        let deadline = Instant::now() + Duration::from_secs(1);
+        // The old owner's turn runs on a thread: `end_turn` may wait for the
+        // held request (a snapshot falls due after the commit).
+        let keys = self.next_keys();
+        let mut hd = self.hosts[holder].handle.take().unwrap();
+        let (era, epoch, usable) = (hd.era, hd.epoch, !hd.obj.is_broken());
+        let turn = std::thread::spawn(move || {
+            let r = turn_on(&mut hd.obj, &keys);
+            (hd, keys, r)
+        });
+        // (`end_turn` usually returns before the upload reaches the gate.)
+        let deadline = Instant::now() + Duration::from_millis(500);
         while self.links[holder].gate.parked() == 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -1049,10 +1169,15 @@ impl Sim {
         self.stats.races_held += held as u64;
         self.note(format!("race: {} request(s) held", self.links[holder].gate.parked()));
         self.open(taker);
+        self.links[holder].gate.release();
+        let (hd, keys, r) = turn.join().expect("the turn panicked");
+        self.hosts[holder].handle = Some(hd);
+        // Committed before the takeover (or about then): not counted stale;
+        // its acknowledgement is allowed only if the new owner has it.
+        self.book(holder, keys, (era, epoch), false, usable, false, r);
         if self.rng.chance(500) {
             self.write(holder, false);
         }
-        self.links[holder].gate.release();
         self.settle_all(Duration::from_millis(1500));
     }
 
@@ -1296,6 +1421,42 @@ impl Sim {
         }
         // Acknowledgements that arrived meanwhile.
         self.settle_all(Duration::ZERO);
+        if self.verify_every > 0 && self.step % self.verify_every == 0 {
+            self.check_bucket();
+        }
+    }
+
+    /// Invariant 5 as the run goes: every epoch's log in the bucket (read
+    /// without faults) is whole from its first snapshot on. An epoch with
+    /// no snapshot yet (its base in flight, or its owner broke first) is
+    /// allowed.
+    fn check_bucket(&mut self) {
+        let Some(st) = self.hosts.iter().find_map(|h| h.store.as_ref()) else {
+            return;
+        };
+        let id = st.id_from_name(OBJ).unwrap();
+        let clean = Bucket::from_store(self.inner.clone(), self.layout.clone());
+        let rep = self
+            .rt
+            .block_on(async move { amber::pitr::verify_object(&clean, &id).await });
+        let rep = match rep {
+            Ok(r) => r,
+            // Only the object's first step may find nothing at all.
+            Err(_) => return,
+        };
+        let bad: Vec<String> = rep
+            .epochs
+            .iter()
+            .flat_map(|e| {
+                e.problems
+                    .iter()
+                    .filter(|p| !(e.snapshots == 0 && p.starts_with("no snapshot")))
+                    .map(move |p| format!("epoch {}: {p}", e.epoch))
+            })
+            .collect();
+        if !bad.is_empty() {
+            self.fail(format!("invariant 5: the bucket's log has a hole: {bad:?}"));
+        }
     }
 
     /// Heals everything, lets tickets settle, and opens the object on
@@ -1332,20 +1493,18 @@ impl Sim {
     }
 
     fn final_checks(&mut self, o: usize) {
-        // A last turn, so the final epoch has its base snapshot and a log.
-        self.write(o, true);
-        if !matches!(self.turns.last().unwrap().outcome, Outcome::Acked) {
-            self.fail("the final owner's turn was not acknowledged on a healed bucket".into());
-        }
         let hd = self.hosts[o].handle.as_mut().unwrap();
         let final_epoch = hd.epoch;
-        let final_seq = hd.obj.seq();
         let present: BTreeMap<String, Vec<u8>> = hd
             .obj
             .list(&ListOptions::prefix("k"))
             .unwrap_or_else(|e| panic!("seed {}: final list: {e}", self.seed))
             .into_iter()
             .collect();
+        let hot = hd
+            .obj
+            .get(HOT)
+            .unwrap_or_else(|e| panic!("seed {}: final get: {e}", self.seed));
         let mut expected = BTreeSet::new();
         for (i, t) in self.turns.iter().enumerate() {
             let there: Vec<bool> = t.keys.iter().map(|&k| present.contains_key(&key(k))).collect();
@@ -1389,6 +1548,27 @@ impl Sim {
         if let Some(k) = present.keys().find(|k| !expected.contains(*k)) {
             self.fail(format!("invariant 3: key {k} was never written"));
         }
+        // The state is one history: the hot key holds the newest turn
+        // present (turns along the history the final owner inherited were
+        // made in key order).
+        let newest = self
+            .turns
+            .iter()
+            .filter(|t| present.contains_key(&key(t.keys[0])))
+            .map(|t| t.keys[0])
+            .max();
+        if hot != newest.map(hot_val) {
+            let got = hot.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(12)]).into_owned());
+            self.fail(format!(
+                "invariant 3: the hot key holds {got:?}, but the newest turn present is {newest:?}"
+            ));
+        }
+        // A last turn, so the final epoch has its base snapshot and a log.
+        self.write(o, true);
+        if !matches!(self.turns.last().unwrap().outcome, Outcome::Acked) {
+            self.fail("the final owner's turn was not acknowledged on a healed bucket".into());
+        }
+        let final_seq = self.hosts[o].handle.as_ref().unwrap().obj.seq();
         // The same through a restore of the newest commit (what the next
         // owner would get) is covered by `verify` below: each epoch's log
         // must be whole, and the final one restorable up to the end.
@@ -1438,6 +1618,9 @@ impl Sim {
             .iter()
             .filter(|e| e.snapshots == 0)
             .count();
+        self.stats.epochs += rep.epochs.len() as u64;
+        self.stats.empty_epochs += empty_epochs as u64;
+        self.stats.snapshots += rep.epochs.iter().map(|e| e.snapshots as u64).sum::<u64>();
         self.note(format!(
             "final: owner {}, epoch {final_epoch}, seq {final_seq}, {} keys, {} epochs ({} without \
              a snapshot)",
@@ -1458,10 +1641,24 @@ fn run_seed(seed: u64, steps: usize) -> Stats {
     ));
     while sim.step < steps {
         sim.step += 1;
+        let t = Instant::now();
+        let before = sim.log.len();
         sim.step();
+        if t.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "seed {seed}: step {} took {:.1?}:\n  {}",
+                sim.step,
+                t.elapsed(),
+                sim.log[before.saturating_sub(1)..].join("\n  ")
+            );
+        }
     }
+    let t = Instant::now();
     let o = sim.finish();
     sim.final_checks(o);
+    if t.elapsed() > Duration::from_secs(2) {
+        eprintln!("seed {seed}: the end took {:.1?}", t.elapsed());
+    }
     sim.stats.faults = sim.links.iter().map(|l| l.faulty.injected().total()).sum();
     let s = sim.stats;
     // Each handle and store drops here, inside the seed: shipping loops of
@@ -1469,7 +1666,11 @@ fn run_seed(seed: u64, steps: usize) -> Stats {
     for h in 0..2 {
         sim.hosts[h].handle = None;
     }
+    let t = Instant::now();
     drop(sim);
+    if t.elapsed() > Duration::from_secs(2) {
+        eprintln!("seed {seed}: dropping the stores took {:.1?}", t.elapsed());
+    }
     s
 }
 
@@ -1484,34 +1685,14 @@ fn two_writers_fence_each_other_under_faults() {
     for seed in first..first + seeds {
         let t = Instant::now();
         let s = run_seed(seed, steps);
-        println!(
-            "seed {seed:>4}: {:>3} turns, {:>3} acked, {:>2} opens, {:>2} takeovers, {:>2} NotOwner, \
-             {:>3} fenced ({:>2} by the record check), {:>2} stale commits ({:>2} fenced by the record check), cuts {:>2}, \
-             pauses {:>2}, skews {:>2}, races {:>2} ({:>2} held), {:>4} faults injected, \
-             {:>2} unacked turns survived, {} misclassified, {:.1?}",
-            s.turns,
-            s.acked,
-            s.opens,
-            s.takeovers,
-            s.not_owner,
-            s.fenced,
-            s.record_fenced,
-            s.stale_commits,
-            s.stale_fenced_by_record,
-            s.cuts,
-            s.pauses,
-            s.skews,
-            s.races,
-            s.races_held,
-            s.faults,
-            s.survived_unacked,
-            s.misclassified,
-            t.elapsed()
-        );
+        println!("seed {seed:>4}: {} | {:.1?}", s.line(), t.elapsed());
         total.add(&s);
     }
-    println!("total over {seeds} seeds in {:.1?}: {total:?}", start.elapsed());
+    println!("total over {seeds} seeds: {} | {:.1?}", total.line(), start.elapsed());
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
+    if seeds < 10 {
+        return; // a replay of a few seeds need not cover everything
+    }
     assert!(total.acked > 0, "nothing was acknowledged: {total:?}");
     assert!(total.takeovers > 0, "no takeover happened: {total:?}");
     assert!(total.fenced > 0, "nothing was fenced: {total:?}");

@@ -4,9 +4,10 @@
 //!
 //! Each host reaches the shared in-memory bucket through its own link: a
 //! `FaultyStore` (seeded faults, outages) under a `Gate` (below) that can
-//! hold one kind of request. Each host has its own `ManualClock`, so a step
-//! decides who believes whose lease has run out. Leases are renewed in real
-//! time (every quarter TTL) and stamp the host's manual clock.
+//! hold or refuse one kind of request. Each host has its own `ManualClock`,
+//! so a step decides who believes whose lease has run out. Leases are
+//! renewed in real time (every quarter TTL) and stamp the host's manual
+//! clock.
 //!
 //! The ways the object changes hands:
 //! - *cut*: the holder's link goes down and time moves a TTL on; its
@@ -18,13 +19,18 @@
 //!   and an acknowledgement (often on a slow link, so PUTs and record reads
 //!   interleave with the claim);
 //! - *race*: a skew where the old owner's next segment PUT, or its record
-//!   read after the PUT, is held at its gate until the takeover is done:
-//!   the exact interleavings the acknowledgement rule must get right.
+//!   read after the PUT, is held at its gate until the takeover is done;
+//! - *race on the claim*: a skew where the taker's conditional PUT of the
+//!   record is held while the old owner commits and is acknowledged;
+//! - *stampede*: both hosts drop their handles and open at once;
+//! - *restart*: a host's store is dropped and reopened on the same data
+//!   directory (gracefully, or like a crash: no leave, uploads abandoned).
 //!
-//! Other steps: turns of 1 to 3 KV writes (waited for, or left in flight,
-//! or a burst), opening the object, dropping a handle, reopening a broken
-//! one, fault profiles and outages on one link or both, time passing,
-//! healing.
+//! Other steps: turns of 1 to 3 KV writes plus an overwrite of a "hot" key
+//! with a few KB of incompressible bytes (so snapshots are taken mid-epoch),
+//! waited for, left in flight, or in bursts; opening the object, dropping a
+//! handle, reopening a broken one; fault profiles and outages on one link or
+//! both; time passing; healing.
 //!
 //! Invariants, checked as the run goes and at its end:
 //! 1. every acknowledged turn is seen, whole, by every later owner: when
@@ -33,21 +39,28 @@
 //! 2. a turn committed through a handle after the other host opened the
 //!    object is never acknowledged;
 //! 3. every turn is atomic (all of its keys or none), a turn refused before
-//!    its commit never appears, and nothing else appears;
+//!    its commit never appears, nothing else appears, and the hot key holds
+//!    the newest turn present (the state is one history);
 //! 4. errors are typed (`NotOwner`, `Fenced`, `Io`, `Timeout`, `Broken`,
-//!    `Locked`) and nothing panics, on any thread;
-//! 5. at the end the ownership record names the final owner and its epoch,
-//!    and `verify` finds that epoch whole and restorable up to the last
-//!    commit, and every other epoch free of gaps and damage (an epoch whose
-//!    owner broke before its base snapshot landed holds nothing, and is
-//!    the one problem allowed).
+//!    `Locked`) and nothing panics, on any thread (one known exception is
+//!    counted, see `known_misclassified`);
+//! 5. the bucket, read without faults, verifies at every open, every
+//!    `AMBER_SIM_VERIFY_EVERY` steps and at the end: every epoch's log is
+//!    whole from its first snapshot (an epoch with no snapshot, whose owner
+//!    broke before its base landed, is allowed); at the end the ownership
+//!    record names the final owner and its epoch, restorable up to its last
+//!    commit.
 //!
-//! `AMBER_SIM_SEEDS` (default 20), `AMBER_SIM_SEED` (first seed, default 1)
-//! and `AMBER_SIM_STEPS` (default 200) size a run; `AMBER_SIM_TRACE=1`
-//! prints every step; `AMBER_SIM_VERIFY_EVERY` (default 25) sets how often
-//! the whole bucket is verified besides at every open. A failure prints the seed and the steps before it;
-//! `AMBER_SIM_SEEDS=1 AMBER_SIM_SEED=<seed>` replays its step sequence
-//! (thread timing is not replayed).
+//! `AMBER_SIM_SEEDS` (default 20), `AMBER_SIM_SEED` (first seed, default 1),
+//! `AMBER_SIM_STEPS` (default 200) and `AMBER_SIM_VERIFY_EVERY` (default 25,
+//! 0 for only at the end) size a run; `AMBER_SIM_TRACE=1` prints every step;
+//! `AMBER_SIM_STRICT=1` fails on the known misclassification. A failure
+//! prints the seed and the last steps, and writes the whole log with the
+//! bucket's listing to a file in the temp directory; `AMBER_SIM_SEEDS=1
+//! AMBER_SIM_SEED=<seed>` replays its step sequence (not thread timing).
+//!
+//! A second test, `gc_keeps_what_the_next_takeover_rebuilds_from`, is a
+//! deterministic repro of a finding (ignored until fixed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -608,7 +621,11 @@ impl Sim {
     }
 
     fn note(&mut self, s: String) {
-        let line = format!("[{} +{}ms] {s}", self.step, self.started.elapsed().as_millis());
+        let line = format!(
+            "[{} +{}ms] {s}",
+            self.step,
+            self.started.elapsed().as_millis()
+        );
         if self.trace {
             eprintln!("seed {} {line}", self.seed);
         }
@@ -628,7 +645,10 @@ impl Sim {
                         e.epoch,
                         e.manifest,
                         e.snapshots.iter().map(|s| s.seq).collect::<Vec<_>>(),
-                        e.segments.iter().map(|s| (s.first, s.last)).collect::<Vec<_>>()
+                        e.segments
+                            .iter()
+                            .map(|s| (s.first, s.last))
+                            .collect::<Vec<_>>()
                     ));
                 }
             }
@@ -651,7 +671,10 @@ impl Sim {
             }
         }
         if !typed(e.kind()) {
-            self.fail(format!("{what}: untyped or unexpected error {:?}: {e}", e.kind()));
+            self.fail(format!(
+                "{what}: untyped or unexpected error {:?}: {e}",
+                e.kind()
+            ));
         }
     }
 
@@ -683,7 +706,8 @@ impl Sim {
         let now = self.hosts[h].clock.now();
         let deadline = Instant::now() + limit;
         loop {
-            if self.hosts[h].cluster().lease_valid() && self.stored_lease(h).is_some_and(|t| t >= now)
+            if self.hosts[h].cluster().lease_valid()
+                && self.stored_lease(h).is_some_and(|t| t >= now)
             {
                 return true;
             }
@@ -762,7 +786,10 @@ impl Sim {
                 }
             }
         };
-        if matches!(outcome, Outcome::Refused(ErrorKind::Fenced) | Outcome::Unknown(ErrorKind::Fenced)) {
+        if matches!(
+            outcome,
+            Outcome::Refused(ErrorKind::Fenced) | Outcome::Unknown(ErrorKind::Fenced)
+        ) {
             self.stats.fenced += 1;
         }
         let committed = matches!(outcome, Outcome::Pending(_));
@@ -828,7 +855,10 @@ impl Sim {
                 }
                 self.turns[i].outcome = Outcome::Acked;
                 self.stats.acked += 1;
-                self.note(format!("{} turn {keys:?} acknowledged", self.hosts[host].name));
+                self.note(format!(
+                    "{} turn {keys:?} acknowledged",
+                    self.hosts[host].name
+                ));
                 self.check_owner_sees(&[i], "late acknowledgement");
             }
             Err(e) => {
@@ -894,7 +924,8 @@ impl Sim {
                 t.step,
                 self.hosts[o].name,
                 key(*k),
-                got.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
+                got.as_ref()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
             ));
         }
     }
@@ -1085,7 +1116,10 @@ impl Sim {
     fn jump_taker_clock(&mut self, holder: usize) {
         let taker = Self::other(holder);
         let jump = TTL_MS + 1 + self.rng.below(TTL_MS);
-        let base = self.hosts[holder].clock.now().max(self.hosts[taker].clock.now());
+        let base = self.hosts[holder]
+            .clock
+            .now()
+            .max(self.hosts[taker].clock.now());
         self.note(format!(
             "skew: {}'s clock jumps to {jump} ms past {}'s, which keeps renewing on its own",
             self.hosts[taker].name, self.hosts[holder].name
@@ -1167,7 +1201,10 @@ impl Sim {
         }
         let held = self.links[holder].gate.parked() > 0;
         self.stats.races_held += held as u64;
-        self.note(format!("race: {} request(s) held", self.links[holder].gate.parked()));
+        self.note(format!(
+            "race: {} request(s) held",
+            self.links[holder].gate.parked()
+        ));
         self.open(taker);
         self.links[holder].gate.release();
         let (hd, keys, r) = turn.join().expect("the turn panicked");
@@ -1262,7 +1299,10 @@ impl Sim {
             .collect();
         if let [(_, Ok(x)), (_, Ok(y))] = &results[..] {
             if x.epoch() == y.epoch() {
-                self.fail(format!("both hosts opened the object in epoch {}", x.epoch()));
+                self.fail(format!(
+                    "both hosts opened the object in epoch {}",
+                    x.epoch()
+                ));
             }
         }
         // Book the earlier claim (the lower epoch) first.
@@ -1283,7 +1323,11 @@ impl Sim {
         self.note(format!(
             "{} restarts{}",
             self.hosts[h].name,
-            if crash { " (crash: in-flight work abandoned, no leave)" } else { "" }
+            if crash {
+                " (crash: in-flight work abandoned, no leave)"
+            } else {
+                ""
+            }
         ));
         self.drop_handle(h, "restart");
         let old = self.hosts[h].store.take().expect("the host is up");
@@ -1308,7 +1352,13 @@ impl Sim {
         let host = &self.hosts[h];
         let mut last = None;
         for _ in 0..5 {
-            match start_store(host.name, &host.bucket, host.dir.path(), &host.clock, host.retention) {
+            match start_store(
+                host.name,
+                &host.bucket,
+                host.dir.path(),
+                &host.clock,
+                host.retention,
+            ) {
                 Ok(st) => {
                     self.hosts[h].store = Some(st);
                     let inc = self.hosts[h].cluster().incarnation();
@@ -1318,7 +1368,10 @@ impl Sim {
                 Err(e) => last = Some(e),
             }
         }
-        self.fail(format!("restarting {} failed 5 times on a healed link: {last:?}", self.hosts[h].name));
+        self.fail(format!(
+            "restarting {} failed 5 times on a healed link: {last:?}",
+            self.hosts[h].name
+        ));
     }
 
     /// Renewals resume and the clocks agree again (the slow one jumps
@@ -1357,7 +1410,10 @@ impl Sim {
             0..=31 => {
                 let w = writer(self, 850);
                 // A broken handle is usually reopened first.
-                if self.hosts[w].handle.as_ref().is_some_and(|hd| hd.obj.is_broken())
+                if self.hosts[w]
+                    .handle
+                    .as_ref()
+                    .is_some_and(|hd| hd.obj.is_broken())
                     && self.rng.chance(500)
                 {
                     self.drop_handle(w, "broken");
@@ -1379,7 +1435,11 @@ impl Sim {
             }
             47..=48 => self.settle_all(Duration::from_millis(200)),
             49..=57 => {
-                if self.hosts[h].handle.as_ref().is_some_and(|hd| hd.obj.is_broken()) {
+                if self.hosts[h]
+                    .handle
+                    .as_ref()
+                    .is_some_and(|hd| hd.obj.is_broken())
+                {
                     self.drop_handle(h, "broken");
                 }
                 self.open(h);
@@ -1389,7 +1449,10 @@ impl Sim {
                 let f = self.random_faults();
                 let n = 5 + self.rng.below(25) as u32;
                 for l in self.some_links(h) {
-                    self.note(format!("{}'s link: faults for {n} steps: {f:?}", self.hosts[l].name));
+                    self.note(format!(
+                        "{}'s link: faults for {n} steps: {f:?}",
+                        self.hosts[l].name
+                    ));
                     self.links[l].faulty.set_faults(f.clone());
                     self.links[l].fault_steps = n;
                 }
@@ -1397,7 +1460,10 @@ impl Sim {
             67..=68 => {
                 let n = 1 + self.rng.below(5) as u32;
                 for l in self.some_links(h) {
-                    self.note(format!("{}'s link is down for {n} steps", self.hosts[l].name));
+                    self.note(format!(
+                        "{}'s link is down for {n} steps",
+                        self.hosts[l].name
+                    ));
                     self.links[l].faulty.set_outage(true);
                     self.links[l].outage_steps = n;
                 }
@@ -1507,19 +1573,30 @@ impl Sim {
             .unwrap_or_else(|e| panic!("seed {}: final get: {e}", self.seed));
         let mut expected = BTreeSet::new();
         for (i, t) in self.turns.iter().enumerate() {
-            let there: Vec<bool> = t.keys.iter().map(|&k| present.contains_key(&key(k))).collect();
+            let there: Vec<bool> = t
+                .keys
+                .iter()
+                .map(|&k| present.contains_key(&key(k)))
+                .collect();
             for &k in &t.keys {
                 expected.insert(key(k));
                 if let Some(v) = present.get(&key(k)) {
                     if *v != val(k) {
-                        self.fail(format!("key {} holds {:?}", key(k), String::from_utf8_lossy(v)));
+                        self.fail(format!(
+                            "key {} holds {:?}",
+                            key(k),
+                            String::from_utf8_lossy(v)
+                        ));
                     }
                 }
             }
             let all = there.iter().all(|&b| b);
             let none = there.iter().all(|&b| !b);
             if !all && !none {
-                self.fail(format!("invariant 3: turn {:?} (#{i}) is only partly there: {there:?}", t.keys));
+                self.fail(format!(
+                    "invariant 3: turn {:?} (#{i}) is only partly there: {there:?}",
+                    t.keys
+                ));
             }
             match &t.outcome {
                 Outcome::Acked if !all => self.fail(format!(
@@ -1558,7 +1635,9 @@ impl Sim {
             .map(|t| t.keys[0])
             .max();
         if hot != newest.map(hot_val) {
-            let got = hot.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(12)]).into_owned());
+            let got = hot
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(&v[..v.len().min(12)]).into_owned());
             self.fail(format!(
                 "invariant 3: the hot key holds {got:?}, but the newest turn present is {newest:?}"
             ));
@@ -1607,17 +1686,14 @@ impl Sim {
             .block_on(async move { inner.get(&path).await.unwrap().bytes().await.unwrap() });
         let rec: serde_json::Value = serde_json::from_slice(&rec).unwrap();
         let inc = self.hosts[o].cluster().incarnation();
-        if rec["host"].as_str() != Some(inc.as_str()) || rec["epoch"].as_u64() != Some(final_epoch) {
+        if rec["host"].as_str() != Some(inc.as_str()) || rec["epoch"].as_u64() != Some(final_epoch)
+        {
             self.fail(format!(
                 "invariant 5: the ownership record {rec} does not name the final owner {inc} \
                  in epoch {final_epoch}"
             ));
         }
-        let empty_epochs = rep
-            .epochs
-            .iter()
-            .filter(|e| e.snapshots == 0)
-            .count();
+        let empty_epochs = rep.epochs.iter().filter(|e| e.snapshots == 0).count();
         self.stats.epochs += rep.epochs.len() as u64;
         self.stats.empty_epochs += empty_epochs as u64;
         self.stats.snapshots += rep.epochs.iter().map(|e| e.snapshots as u64).sum::<u64>();
@@ -1688,7 +1764,11 @@ fn two_writers_fence_each_other_under_faults() {
         println!("seed {seed:>4}: {} | {:.1?}", s.line(), t.elapsed());
         total.add(&s);
     }
-    println!("total over {seeds} seeds: {} | {:.1?}", total.line(), start.elapsed());
+    println!(
+        "total over {seeds} seeds: {} | {:.1?}",
+        total.line(),
+        start.elapsed()
+    );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
     if seeds < 10 {
         return; // a replay of a few seeds need not cover everything
@@ -1709,7 +1789,11 @@ fn wait_lease(h: &Host) {
     let c = h.cluster();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !c.lease_valid() {
-        assert!(Instant::now() < deadline, "{}'s lease never renewed", h.name);
+        assert!(
+            Instant::now() < deadline,
+            "{}'s lease never renewed",
+            h.name
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -1717,11 +1801,12 @@ fn wait_lease(h: &Host) {
 /// Retention against takeovers. A claim whose base snapshot never lands
 /// leaves an epoch with a manifest and nothing else; the next claim then
 /// rebuilds from the epoch before it (`History::latest` skips empty ones).
-/// Retention must keep that epoch: here an acknowledged write is lost once
-/// `Store::gc` has run after the retention window.
-///
-/// Found by the simulation's design review, not by a seed; it fails on the
-/// `scale` branch as of 7f8a74a (see the cluster-sim report).
+/// Retention must keep that epoch. On `scale` at 7f8a74a it does not:
+/// `gc` counts the earlier epoch as ended when the empty one's manifest was
+/// written and deletes it once that is past the window, and the next
+/// takeover finds nothing to rebuild from and starts the object empty, so
+/// an acknowledged write is lost. (The simulation's clocks never cross a
+/// retention window, so this is a separate, deterministic scenario.)
 #[test]
 #[ignore = "fails: retention deletes the epoch a takeover would rebuild from"]
 fn gc_keeps_what_the_next_takeover_rebuilds_from() {
@@ -1754,7 +1839,10 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     assert!(e2 > e1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ob.is_broken() {
-        assert!(Instant::now() < deadline, "b's snapshot upload never gave up");
+        assert!(
+            Instant::now() < deadline,
+            "b's snapshot upload never gave up"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let t = ob.current_bookmark();
@@ -1762,7 +1850,10 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     links[1].gate.release();
     let h = b.store().history(OBJ).unwrap();
     let ep2 = h.epoch(e2).expect("epoch 2 has a manifest");
-    assert!(ep2.snapshots.is_empty(), "epoch 2 got no base snapshot: {t:?}");
+    assert!(
+        ep2.snapshots.is_empty(),
+        "epoch 2 got no base snapshot: {t:?}"
+    );
 
     // The object sits idle past the retention window (plus GC's grace);
     // both hosts rejoin; an operator runs retention.

@@ -1886,3 +1886,57 @@ fn gc_keeps_what_the_next_takeover_rebuilds_from() {
     );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0);
 }
+
+/// A point-in-time restore scheduled on one host (`restore_on_next_open`)
+/// is a marker in that host's data directory. If the object changes hands
+/// before that host reopens it, the other host's acknowledged writes come
+/// after the bookmark; the marker must not roll them back when the first
+/// host later takes the object again.
+#[test]
+#[ignore = "fails: a stale restore marker rolls back another host's acknowledged writes"]
+fn a_stale_restore_marker_does_not_undo_another_hosts_writes() {
+    count_panics();
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let layout = KeyLayout::new("sim").unwrap();
+    let links = [Link::new(&inner, 1), Link::new(&inner, 2)];
+    let bucket = |i: usize| {
+        let link: Arc<dyn ObjectStore> = links[i].gate.clone();
+        Bucket::from_store(link, layout.clone())
+    };
+    let a = open_host("a", &bucket(0));
+    let b = open_host("b", &bucket(1));
+
+    // a writes, schedules a restore to where it is now, and closes.
+    let mut oa = a.store().open_object(OBJ).unwrap();
+    oa.put("k1", b"one").unwrap();
+    oa.end_turn().unwrap().wait_timeout(WAIT).unwrap();
+    let mark = oa.current_bookmark();
+    oa.restore_on_next_open(mark).unwrap();
+    drop(oa);
+
+    // b's clock says a's lease lapsed: b takes the object and a write of
+    // b's is acknowledged.
+    b.clock.advance(TTL_MS + 1);
+    wait_lease(&b);
+    let mut ob = b.store().open_object(OBJ).unwrap();
+    assert_eq!(ob.get("k1").unwrap().as_deref(), Some(&b"one"[..]));
+    ob.put("k2", b"two").unwrap();
+    ob.end_turn().unwrap().wait_timeout(WAIT).unwrap();
+    drop(ob);
+
+    // Later a's clock says b's lease lapsed, and a takes the object back.
+    a.clock.set(b.clock.now() + TTL_MS + 1);
+    wait_lease(&a);
+    let mut o = a.store().open_object(OBJ).unwrap();
+    println!(
+        "a reopened in epoch {}, seq {} (restore target was {mark:?})",
+        o.epoch(),
+        o.seq()
+    );
+    assert_eq!(
+        o.get("k2").unwrap().as_deref(),
+        Some(&b"two"[..]),
+        "b's acknowledged write was rolled back by a's stale restore marker"
+    );
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+}

@@ -139,11 +139,14 @@ pub async fn resolve(
 
 /// GETs a whole file of the bucket.
 pub(crate) async fn fetch(bucket: &Bucket, key: &object_store::path::Path) -> Result<Vec<u8>> {
-    let r = bucket
-        .store()
-        .get(key)
-        .await
-        .map_err(|e| store_error(&format!("fetching {key}"), e))?;
+    let r = bucket.store().get(key).await.map_err(|e| match e {
+        // Listed but gone: the history is damaged (or was collected).
+        object_store::Error::NotFound { .. } => Error::new(
+            ErrorKind::Corruption,
+            format!("{key} is listed but missing"),
+        ),
+        e => store_error(&format!("fetching {key}"), e),
+    })?;
     Ok(r.bytes()
         .await
         .map_err(|e| store_error(&format!("fetching {key}"), e))?
@@ -252,6 +255,14 @@ pub async fn restore_to_file(
         let Some(h) = queue.pop_front() else { break };
         let (len, decoded, seg_damage) = match h.await {
             Ok(Ok(x)) => x,
+            // A transient failure to read is not damage: stop, and let
+            // the caller retry the whole restore.
+            Ok(Err(e)) if e.kind() == ErrorKind::Io => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("restore stopped by a failed read (retry): {e}"),
+                ));
+            }
             Ok(Err(e)) => {
                 damage = Some(format!("segment unreadable: {e}"));
                 break;

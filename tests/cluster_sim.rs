@@ -1488,7 +1488,7 @@ impl Sim {
         }
         // Acknowledgements that arrived meanwhile.
         self.settle_all(Duration::ZERO);
-        if self.verify_every > 0 && self.step % self.verify_every == 0 {
+        if self.verify_every > 0 && self.step.is_multiple_of(self.verify_every) {
             self.check_bucket();
         }
     }

@@ -426,20 +426,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn retention_deletes_only_what_no_restore_in_the_window_needs() {
+const DAY: u64 = 86_400_000;
+
+/// A store on a local-directory bucket with a two-day retention window,
+/// snapshots allowed at any time, and a manual clock at day 100.
+fn retention_store() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    Arc<ManualClock>,
+    Store,
+) {
     let bdir = tempfile::tempdir().unwrap();
     let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let day = 86_400_000u64;
-    let clock = Arc::new(ManualClock::new(100 * day));
+    let clock = Arc::new(ManualClock::new(100 * DAY));
     let mut cfg = Config::new(data.path())
-        .with_bucket(BucketConfig::Bucket(bucket.clone()))
+        .with_bucket(BucketConfig::Bucket(bucket))
         .with_durability(DurabilityLevel::Remote)
         .with_clock(clock.clone());
     cfg.pitr.snapshot_min_interval = std::time::Duration::ZERO;
-    cfg.pitr.retention = std::time::Duration::from_millis(2 * day);
+    cfg.pitr.retention = std::time::Duration::from_millis(2 * DAY);
     let store = Store::open(cfg).unwrap();
+    (bdir, data, clock, store)
+}
+
+#[test]
+fn retention_deletes_only_what_no_restore_in_the_window_needs() {
+    let (_bdir, data, clock, store) = retention_store();
+    let day = DAY;
     let mut o = store.open_object("g").unwrap();
     let mut marks = Vec::new();
     // Ten days of writes, each day large enough to trigger a snapshot.
@@ -525,18 +539,8 @@ fn diagnose_reports_conditional_write_support() {
 /// must keep what restores inside the window need from it.
 #[test]
 fn retention_keeps_an_epoch_that_an_empty_later_epoch_did_not_replace() {
-    let bdir = tempfile::tempdir().unwrap();
-    let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let day = 86_400_000u64;
-    let clock = Arc::new(ManualClock::new(100 * day));
-    let mut cfg = Config::new(data.path())
-        .with_bucket(BucketConfig::Bucket(bucket.clone()))
-        .with_durability(DurabilityLevel::Remote)
-        .with_clock(clock.clone());
-    cfg.pitr.snapshot_min_interval = std::time::Duration::ZERO;
-    cfg.pitr.retention = std::time::Duration::from_millis(2 * day);
-    let store = Store::open(cfg).unwrap();
+    let (bdir, data, clock, store) = retention_store();
+    let day = DAY;
     let mut o = store.open_object("g").unwrap();
     o.put("k", b"day100").unwrap();
     o.end_turn().unwrap().wait().unwrap();

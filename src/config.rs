@@ -7,6 +7,9 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock};
 use crate::sqlite::DEFAULT_PRAGMAS;
 
+pub use crate::cluster::ClusterConfig;
+pub use crate::ship::PitrConfig;
+
 /// When a commit's ticket resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DurabilityLevel {
@@ -42,42 +45,6 @@ impl std::fmt::Debug for BucketConfig {
                 Err(_) => f.write_str("Url(<invalid>)"),
             },
             BucketConfig::Bucket(b) => write!(f, "{b:?}"),
-        }
-    }
-}
-
-/// Log shipping and retention.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PitrConfig {
-    /// How long a shipper waits for more commits before a PUT. Zero ships
-    /// as soon as the previous PUT of the object is done; commits that
-    /// arrive meanwhile join the next segment either way.
-    pub flush_interval: std::time::Duration,
-    /// A segment is cut once its pages reach this many bytes.
-    pub max_segment_bytes: usize,
-    /// PUTs in flight across all objects of the store.
-    pub max_concurrent_uploads: usize,
-    /// Attempts per PUT before the object is broken (its commits stay in
-    /// the local WAL and are shipped on reopen).
-    pub upload_attempts: u32,
-    /// First retry delay; doubles per attempt, capped at 5 s.
-    pub retry_base: std::time::Duration,
-    /// How far back a restore may go.
-    pub retention: std::time::Duration,
-    /// Least time between two snapshots of an object.
-    pub snapshot_min_interval: std::time::Duration,
-}
-
-impl Default for PitrConfig {
-    fn default() -> Self {
-        PitrConfig {
-            flush_interval: std::time::Duration::ZERO,
-            max_segment_bytes: 16 << 20,
-            max_concurrent_uploads: 16,
-            upload_attempts: 8,
-            retry_base: std::time::Duration::from_millis(50),
-            retention: std::time::Duration::from_secs(30 * 24 * 3600),
-            snapshot_min_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -165,29 +132,6 @@ pub struct Config {
     /// Several hosts sharing one bucket (see docs/scale-out.md). `None`:
     /// this store is the only writer of its bucket.
     pub cluster: Option<ClusterConfig>,
-}
-
-/// Cluster mode: ownership records and host leases in the bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    /// A name for this host (letters, digits, `.`, `_`, `-`; at most 64
-    /// bytes). Each start adds a random suffix: the incarnation id.
-    pub host: String,
-    /// Where other hosts reach this one (`host:port`), for forwarding.
-    pub advertise: String,
-    /// How long a lease lives without renewal. A host that cannot renew
-    /// within it stops acknowledging; others may take its objects after it.
-    pub lease_ttl: std::time::Duration,
-}
-
-impl ClusterConfig {
-    pub fn new(host: impl Into<String>, advertise: impl Into<String>) -> Self {
-        ClusterConfig {
-            host: host.into(),
-            advertise: advertise.into(),
-            lease_ttl: std::time::Duration::from_secs(10),
-        }
-    }
 }
 
 impl Config {

@@ -18,6 +18,11 @@
 //! # Ok::<(), amber::Error>(())
 //! ```
 
+// Layers, lowest first (tests/layering.rs keeps them so): foundation
+// (error, clock, id, fsutil, background) -> sqlite -> durability -> pitr
+// -> cluster -> ship -> config -> object -> store -> runtime -> server,
+// capi. A module imports only from layers below it.
+mod background;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod clock;
@@ -29,9 +34,9 @@ mod fsutil;
 mod id;
 mod object;
 pub mod pitr;
-mod pitr_api;
 pub mod runtime;
 pub mod server;
+mod ship;
 pub mod sqlite;
 mod store;
 

@@ -218,7 +218,7 @@ impl Cluster {
         restore: Option<Bookmark>,
     ) -> Result<Activation> {
         let me = self.clone();
-        self.shipper
+        self.spawner
             .block_on(async move { me.acquire_async(id, restore).await })
     }
 

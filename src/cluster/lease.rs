@@ -112,7 +112,7 @@ impl Cluster {
 pub(super) fn spawn_renewer(c: &Arc<Cluster>) {
     let weak: Weak<Cluster> = Arc::downgrade(c);
     let every = (c.cfg.lease_ttl / 4).max(Duration::from_millis(20));
-    c.shipper.spawn(async move {
+    c.spawner.spawn(async move {
         // Ticks at a fixed rate from the start, so one slow renewal does
         // not push the next one back.
         let mut ticks = tokio::time::interval(every);
@@ -142,7 +142,7 @@ const STALE_LEASE_MS: u64 = 3_600_000;
 /// makes harmless. Idle hosts make no LISTs.
 pub(super) fn spawn_sweep(c: &Arc<Cluster>) {
     let weak: Weak<Cluster> = Arc::downgrade(c);
-    c.shipper.spawn(async move {
+    c.spawner.spawn(async move {
         let Some(c) = weak.upgrade() else { return };
         let bucket = c.bucket.clone();
         let now = c.clock.now_ms();

@@ -10,6 +10,7 @@
 //! writes and epochs; leases only decide when a host may be presumed dead.
 
 mod claim;
+mod config;
 mod lease;
 pub mod record;
 
@@ -19,22 +20,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use object_store::ObjectStoreExt;
 
+use crate::background::Spawner;
 use crate::clock::Clock;
-use crate::config::ClusterConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::pitr::bucket::store_error;
-use crate::pitr::ship::Shipper;
 use crate::pitr::Bucket;
 
 pub(crate) use claim::{Activation, Fence};
+pub use config::ClusterConfig;
 pub use record::{LeaseRecord, OwnerRecord};
 
 /// This host's membership of a cluster. One per `Store` in cluster mode.
 pub struct Cluster {
     cfg: ClusterConfig,
     bucket: Bucket,
-    shipper: Arc<Shipper>,
+    spawner: Spawner,
     clock: Arc<dyn Clock>,
     state: Mutex<HostState>,
     /// Mirrors of `HostState::generation` and of the lease's end (0: not
@@ -69,7 +70,8 @@ impl Cluster {
     /// ignores them), registers a lease, and starts renewing it.
     pub(crate) fn start(
         cfg: ClusterConfig,
-        shipper: Arc<Shipper>,
+        bucket: Bucket,
+        spawner: Spawner,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Cluster>> {
         check_host_name(&cfg.host)?;
@@ -77,11 +79,10 @@ impl Cluster {
             return Err(Error::invalid("the lease TTL must be at least 200 ms"));
         }
         check_advertise(&cfg.advertise)?;
-        let bucket = shipper.bucket.clone();
         let b2 = bucket.clone();
         let nonce = clock.now_ms() ^ u64::from(std::process::id()) << 40;
         let diag =
-            shipper.block_on(async move { crate::pitr::diagnose::diagnose(&b2, nonce).await });
+            spawner.block_on(async move { crate::pitr::diagnose::diagnose(&b2, nonce).await });
         if !diag.supports_everything() {
             let bad: Vec<String> = diag
                 .probes
@@ -100,7 +101,7 @@ impl Cluster {
         let b3 = bucket.clone();
         let (addr, name) = (cfg.advertise.clone(), cfg.host.clone());
         let now = clock.now_ms();
-        let clash = shipper.block_on(async move {
+        let clash = spawner.block_on(async move {
             let list = b3.list_dir(&b3.layout().hosts()).await?;
             for m in list.objects {
                 if let Some(l) = read_lease_at(&b3, &m.location).await? {
@@ -129,13 +130,13 @@ impl Cluster {
             }),
             cfg,
             bucket,
-            shipper,
+            spawner,
             clock,
             generation: AtomicU64::new(1),
             held_until_ms: AtomicU64::new(0),
         });
         let c2 = c.clone();
-        c.shipper.block_on(async move { c2.renew().await })?;
+        c.spawner.block_on(async move { c2.renew().await })?;
         lease::spawn_renewer(&c);
         lease::spawn_sweep(&c);
         Ok(c)
@@ -199,7 +200,7 @@ impl Cluster {
     /// Every host with a lease record in the bucket, live or not.
     pub fn hosts(&self) -> Result<Vec<LeaseRecord>> {
         let bucket = self.bucket.clone();
-        self.shipper.block_on(async move {
+        self.spawner.block_on(async move {
             let list = bucket.list_dir(&bucket.layout().hosts()).await?;
             let mut out = Vec::new();
             for m in list.objects {
@@ -216,7 +217,7 @@ impl Cluster {
     /// The ownership record of `id`, if it has one.
     pub fn owner_of(&self, id: ObjectId) -> Result<Option<OwnerRecord>> {
         let bucket = self.bucket.clone();
-        self.shipper
+        self.spawner
             .block_on(async move { Ok(claim::read_owner(&bucket, &id).await?.map(|(r, _)| r)) })
     }
 
@@ -247,7 +248,7 @@ impl Cluster {
             st.incarnation.clone()
         };
         let bucket = self.bucket.clone();
-        self.shipper.block_on(async move {
+        self.spawner.block_on(async move {
             match bucket.store().delete(&bucket.layout().host(&inc)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(store_error("deleting this host's lease", e)),

@@ -6,20 +6,20 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::restore::{
+    discard_restore_marker, local_position, pending_restore, restore_into, set_aside_local,
+};
+use super::Shared;
 use crate::cluster::{Activation, Cluster};
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::pitr::Bookmark;
-use crate::pitr_api::{
-    discard_restore_marker, local_position, pending_restore, restore_into, set_aside_local,
-};
-use crate::store::StoreInner;
 
 /// Returns the activation and whether it carried out a user's
 /// `restore_on_next_open`.
 pub(super) fn activate(
     c: &Arc<Cluster>,
-    store: &StoreInner,
+    shared: &Shared,
     id: ObjectId,
     dir: &Path,
 ) -> Result<(Activation, bool)> {
@@ -44,7 +44,7 @@ pub(super) fn activate(
     if !act.new_epoch {
         return Ok((act, false));
     }
-    let r = start_epoch(store, id, dir, &act, pending);
+    let r = start_epoch(shared, id, dir, &act, pending);
     if let Err(e) = r {
         // The claim stands, but the files are not ready: the next open
         // takes a fresh epoch and tries again.
@@ -55,18 +55,18 @@ pub(super) fn activate(
 }
 
 fn start_epoch(
-    store: &StoreInner,
+    shared: &Shared,
     id: ObjectId,
     dir: &Path,
     act: &Activation,
     pending: Option<Bookmark>,
 ) -> Result<()> {
-    let now = store.config.clock.now_ms();
+    let now = shared.config.clock.now_ms();
     if let Some(target) = pending {
         // The user's restore, on this host's own files: as outside cluster
         // mode, the current state is in the bucket (restore_on_next_open
         // waited for it), so the local files are replaced.
-        return restore_into(store, id, dir, target, Some(act.epoch));
+        return restore_into(shared, id, dir, target, Some(act.epoch));
     }
     let local = local_position(dir)?;
     // On a first claim the local files may come from before cluster mode,
@@ -96,7 +96,7 @@ fn start_epoch(
         set_aside_local(dir, now)?;
     }
     match act.source {
-        Some(b) => restore_into(store, id, dir, b, Some(act.epoch)),
+        Some(b) => restore_into(shared, id, dir, b, Some(act.epoch)),
         None => {
             // Nothing anywhere: the object starts empty.
             set_aside_local(dir, now)

@@ -68,7 +68,7 @@ fn prefix_successor(p: &str) -> Option<String> {
 
 impl Object {
     fn check_key(&self, key: &str) -> Result<()> {
-        let max = self.store.config.limits.max_key_bytes;
+        let max = self.shared.config.limits.max_key_bytes;
         if key.len() > max {
             return Err(Error::limit(format!(
                 "key is {} bytes; the limit is {max} (max_key_bytes)",
@@ -79,7 +79,7 @@ impl Object {
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
-        let max = self.store.config.limits.max_value_bytes;
+        let max = self.shared.config.limits.max_value_bytes;
         if value.len() > max {
             return Err(Error::limit(format!(
                 "value is {} bytes; the limit is {max} (max_value_bytes)",

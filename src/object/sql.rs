@@ -204,7 +204,7 @@ impl Object {
     /// refused with `ErrorKind::NotAllowed`.
     pub fn exec(&mut self, sql: &str, params: &[ValueRef<'_>]) -> Result<Cursor<'_>> {
         self.check_usable()?;
-        let max = self.store.config.limits.max_sql_length;
+        let max = self.shared.config.limits.max_sql_length;
         if sql.len() > max {
             return Err(Error::limit(format!(
                 "SQL is {} bytes; the limit is {max} (max_sql_length)",

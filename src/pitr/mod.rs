@@ -18,10 +18,8 @@ pub mod history;
 pub mod keys;
 pub mod restore;
 pub mod segment;
-pub(crate) mod ship;
 pub mod snapshot;
 pub mod verify;
-pub(crate) mod wal;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
 pub use codec::{

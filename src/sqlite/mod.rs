@@ -16,6 +16,10 @@ pub use statement::Statement;
 pub(crate) use statement::{CacheKind, StatementParts};
 pub use value::{Value, ValueRef};
 
+/// The page size of every database amber creates: SQLite's default, which
+/// amber never changes, so snapshots and size limits can count in pages.
+pub(crate) const PAGE_SIZE: u32 = 4096;
+
 /// The version of the bundled SQLite library.
 pub fn sqlite_version() -> &'static str {
     // SAFETY: sqlite3_libversion returns a static NUL-terminated string.

@@ -1,23 +1,22 @@
 //! The object's side of log shipping: capture each commit's WAL frames
-//! right after it commits, queue them for the shipper, gate checkpoints on
-//! what is shipped, take snapshots, and on open ship whatever the local WAL
-//! holds that the bucket does not.
+//! right after it commits and queue them for the shipper, queue snapshot
+//! images, and on open ship whatever the local WAL holds that the bucket
+//! does not.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::schema;
+use super::queue::{read_hint, ShipInner, ShipState, SnapshotJob};
+use super::wal::{read_commits, WalCommit, WalCursor};
+use super::{Shipper, HINT_FILE};
+use crate::cluster::Fence;
 use crate::durability::Watermark;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::pitr::history::{load_epoch, write_manifest, Manifest};
-use crate::pitr::ship::{read_hint, ShipInner, ShipState, Shipper, SnapshotJob};
-use crate::pitr::wal::{read_commits, WalCommit, WalCursor};
 use crate::pitr::{CommitInfo, Record};
-use crate::sqlite::Connection;
-
-pub(crate) const HINT_FILE: &str = "ship-hint";
+use crate::sqlite::{Connection, PAGE_SIZE};
 
 pub(crate) struct ObjectShip {
     pub(crate) state: Arc<ShipState>,
@@ -78,7 +77,9 @@ impl ObjectShip {
             None => {
                 // No trustworthy local record: ask the bucket (two LISTs).
                 let bucket = shipper.bucket.clone();
-                let ep = shipper.block_on(async move { load_epoch(&bucket, &id, epoch).await })?;
+                let ep = shipper
+                    .spawner()
+                    .block_on(async move { load_epoch(&bucket, &id, epoch).await })?;
                 if ep.manifest.is_none() {
                     let bucket = shipper.bucket.clone();
                     let m = Manifest {
@@ -86,7 +87,9 @@ impl ObjectShip {
                         parent: None,
                         started_ms: now_ms,
                     };
-                    shipper.block_on(async move { write_manifest(&bucket, &id, m).await })?;
+                    shipper
+                        .spawner()
+                        .block_on(async move { write_manifest(&bucket, &id, m).await })?;
                 }
                 let snap = ep.snapshots.iter().map(|s| s.seq).max();
                 ShipInner {
@@ -160,7 +163,7 @@ impl ObjectShip {
         mark: Arc<Watermark>,
         seq: u64,
         time_ms: u64,
-        fence: Option<crate::cluster::Fence>,
+        fence: Option<Fence>,
     ) -> Result<ObjectShip> {
         let state = ShipState::new(id, plan.inner, mark, plan.hint_path, fence);
         let mut ship = ObjectShip {
@@ -205,14 +208,6 @@ impl ObjectShip {
         Ok(())
     }
 
-    /// Whether the log since the last snapshot has outgrown the database
-    /// (Cloudflare's rule), and the minimum interval has passed.
-    pub(crate) fn snapshot_due(&self, db_bytes: u64, now_ms: u64) -> bool {
-        let st = self.state.lock();
-        let min = self.shipper.cfg.snapshot_min_interval.as_millis() as u64;
-        st.log_bytes > db_bytes && now_ms.saturating_sub(st.last_snapshot_ms) >= min
-    }
-
     /// Checkpoints everything into the database file (the caller made sure
     /// it is all shipped or is about to be covered by this snapshot), then
     /// queues the file's image as a snapshot at `seq`.
@@ -229,25 +224,14 @@ impl ObjectShip {
         let path = dir.join("db");
         let image =
             std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let page_size = 4096u32;
         let commit = CommitInfo {
             seq,
             commit_time_ms: time_ms,
-            db_size_pages: (image.len() / page_size as usize) as u32,
-            page_size,
+            db_size_pages: (image.len() / PAGE_SIZE as usize) as u32,
+            page_size: PAGE_SIZE,
         };
         self.shipper
             .enqueue_snapshot(&self.state, SnapshotJob { commit, image });
         Ok(())
     }
-}
-
-/// The epoch recorded in an object's database.
-pub(crate) fn read_epoch(conn: &Connection) -> Result<u64> {
-    conn.internal(|| {
-        let mut st = conn.prepare_cached(schema::META_READ)?;
-        st.step()?;
-        Ok(st.column_i64(4).max(0) as u64)
-    })
-    .map_err(Error::sqlite)
 }

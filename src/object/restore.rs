@@ -1,131 +1,48 @@
-//! Point-in-time recovery as the store and its objects offer it:
-//! bookmarks, history, verify, restore into a file, and restore of a live
-//! object on its next open.
+//! Restoring a live object: `restore_on_next_open` leaves a marker, and
+//! the next open rebuilds the database from the bucket as a new epoch
+//! before SQLite opens it. Also the other open-time work on the object's
+//! files: stamping an epoch, setting local files aside, reading the local
+//! position.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
+use super::{Object, Shared};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
-use crate::object::Object;
 use crate::pitr::history::{load_history, write_manifest, Manifest};
-use crate::pitr::ship::Shipper;
-use crate::pitr::{
-    restore_to_file, verify_object, Bookmark, Bucket, History, RestoreOptions, RestoreReport,
-    RestoreTarget, VerifyReport,
-};
+use crate::pitr::{restore_to_file, Bookmark, RestoreOptions, RestoreTarget};
+use crate::ship::HINT_FILE;
 use crate::sqlite::{Connection, ValueRef};
-use crate::store::{Store, StoreInner};
 
 /// Marker file: restore this object to the bookmark inside on next open.
 pub(crate) const RESTORE_MARKER: &str = "restore-pending";
+/// Where a restore builds the database before it is swapped in.
+const RESTORE_TMP: &str = "restore.tmp";
 
-fn shipper(inner: &StoreInner) -> Result<&Arc<Shipper>> {
-    inner.shipper.as_ref().ok_or_else(|| {
-        Error::invalid("point-in-time recovery needs a bucket; this store's bucket is disabled")
+/// The last commit of `id` at or before `t_ms` (ms since the Unix epoch),
+/// on the timeline that was live then. Refuses times before retention.
+pub(crate) fn bookmark_for_time(shared: &Shared, id: ObjectId, t_ms: u64) -> Result<Bookmark> {
+    let retention = shared.config.pitr.retention.as_millis() as u64;
+    let now = shared.config.clock.now_ms();
+    if t_ms.saturating_add(retention) < now {
+        return Err(Error::invalid(format!(
+            "{t_ms} ms is outside the retention window ({} days)",
+            retention / 86_400_000
+        )));
+    }
+    let sh = shared.shipper()?;
+    let bucket = sh.bucket.clone();
+    sh.spawner().block_on(async move {
+        let h = load_history(&bucket, &id).await?;
+        crate::pitr::history::bookmark_for_time(&bucket, &h, t_ms).await
     })
-}
-
-impl Store {
-    /// The bucket commits are shipped to, if any.
-    pub fn bucket(&self) -> Option<&Bucket> {
-        self.inner().shipper.as_ref().map(|s| &s.bucket)
-    }
-
-    /// Snapshots, segments and epochs the bucket holds for `name`.
-    pub fn history(&self, name: &str) -> Result<History> {
-        let id = self.id_from_name(name)?;
-        self.history_by_id(id)
-    }
-
-    pub fn history_by_id(&self, id: ObjectId) -> Result<History> {
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        sh.block_on(async move { load_history(&bucket, &id).await })
-    }
-
-    /// The last commit of `name` at or before `t_ms` (ms since the Unix
-    /// epoch), on the timeline that was live then.
-    pub fn bookmark_for_time(&self, name: &str, t_ms: u64) -> Result<Bookmark> {
-        let id = self.id_from_name(name)?;
-        let retention = self.config().pitr.retention.as_millis() as u64;
-        let now = self.config().clock.now_ms();
-        if t_ms.saturating_add(retention) < now {
-            return Err(Error::invalid(format!(
-                "{t_ms} ms is outside the retention window ({} days)",
-                retention / 86_400_000
-            )));
-        }
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        sh.block_on(async move {
-            let h = load_history(&bucket, &id).await?;
-            crate::pitr::history::bookmark_for_time(&bucket, &h, t_ms).await
-        })
-    }
-
-    /// Rebuilds `name` at `target` into a new SQLite file at `out`, from
-    /// the bucket alone, without touching the live object.
-    pub fn restore(
-        &self,
-        name: &str,
-        target: RestoreTarget,
-        out: &Path,
-        opts: RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let id = self.id_from_name(name)?;
-        self.restore_by_id(id, target, out, opts)
-    }
-
-    pub fn restore_by_id(
-        &self,
-        id: ObjectId,
-        target: RestoreTarget,
-        out: &Path,
-        opts: RestoreOptions,
-    ) -> Result<RestoreReport> {
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        let out: PathBuf = out.to_path_buf();
-        sh.block_on(async move { restore_to_file(&bucket, &id, &target, &out, &opts).await })
-    }
-
-    /// Deletes what no restore inside the retention window needs.
-    pub fn gc(&self, name: &str) -> Result<crate::pitr::GcReport> {
-        let id = self.id_from_name(name)?;
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        let now = self.config().clock.now_ms();
-        let retention = self.config().pitr.retention;
-        sh.block_on(async move { crate::pitr::gc_object(&bucket, &id, now, retention).await })
-    }
-
-    /// Probes the bucket's conditional writes and ranged reads.
-    pub fn diagnose(&self) -> Result<crate::pitr::diagnose::Diagnosis> {
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        let nonce = self.config().clock.now_ms() ^ u64::from(std::process::id()) << 40;
-        Ok(sh.block_on(async move { crate::pitr::diagnose::diagnose(&bucket, nonce).await }))
-    }
-
-    /// Checks every CRC and the log's continuity for `name`.
-    pub fn verify(&self, name: &str) -> Result<VerifyReport> {
-        let id = self.id_from_name(name)?;
-        self.verify_by_id(id)
-    }
-
-    pub fn verify_by_id(&self, id: ObjectId) -> Result<VerifyReport> {
-        let sh = shipper(self.inner())?;
-        let bucket = sh.bucket.clone();
-        sh.block_on(async move { verify_object(&bucket, &id).await })
-    }
 }
 
 impl Object {
     /// The last commit at or before `t_ms`. See `Store::bookmark_for_time`.
     pub fn bookmark_for_time(&self, t_ms: u64) -> Result<Bookmark> {
-        Store::from_inner(self.store_inner().clone()).bookmark_for_time(self.name(), t_ms)
+        bookmark_for_time(&self.shared, self.id, t_ms)
     }
 
     /// Arranges for the object to be restored to `target` the next time
@@ -136,11 +53,13 @@ impl Object {
     /// The restore starts a new timeline (epoch): the history after
     /// `target` on the old one stays restorable.
     pub fn restore_on_next_open(&mut self, target: Bookmark) -> Result<Bookmark> {
-        let sh = shipper(self.store_inner())?.clone();
+        let sh = self.shared.shipper()?.clone();
         // The target must be restorable.
         let id = self.id();
         let bucket = sh.bucket.clone();
-        let h = sh.block_on(async move { load_history(&bucket, &id).await })?;
+        let h = sh
+            .spawner()
+            .block_on(async move { load_history(&bucket, &id).await })?;
         let ok = h.epoch(target.epoch()).is_some_and(|e| {
             e.first_seq().is_some_and(|f| f <= target.seq())
                 && e.last_seq().is_some_and(|l| target.seq() <= l)
@@ -164,7 +83,7 @@ impl Object {
                  not scheduling it",
             ));
         }
-        let text = match &self.store_inner().cluster {
+        let text = match &self.shared.cluster {
             Some(c) => format!("{target} {} {}", c.incarnation(), self.epoch()),
             None => target.to_string(),
         };
@@ -209,10 +128,10 @@ pub(crate) fn discard_restore_marker(dir: &Path) -> Result<()> {
 
 /// Runs a pending restore before the object's database is opened:
 /// rebuild the file from the bucket, give it a new epoch, swap it in.
-pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> Result<bool> {
+pub(crate) fn restore_pending(shared: &Shared, id: ObjectId, dir: &Path) -> Result<bool> {
     match pending_restore(dir)? {
         Some(p) => {
-            restore_into(store, id, dir, p.target, None)?;
+            restore_into(shared, id, dir, p.target, None)?;
             Ok(true)
         }
         None => Ok(false),
@@ -223,19 +142,19 @@ pub(crate) fn restore_pending(store: &StoreInner, id: ObjectId, dir: &Path) -> R
 /// as the start of epoch `epoch` (default: one above every epoch in the
 /// bucket), and clears any pending-restore marker.
 pub(crate) fn restore_into(
-    store: &StoreInner,
+    shared: &Shared,
     id: ObjectId,
     dir: &Path,
     target: Bookmark,
     epoch: Option<u64>,
 ) -> Result<()> {
     let marker = dir.join(RESTORE_MARKER);
-    let sh = shipper(store)?.clone();
-    let tmp = dir.join("restore.tmp");
+    let sh = shared.shipper()?.clone();
+    let tmp = dir.join(RESTORE_TMP);
     let _ = std::fs::remove_file(&tmp);
     let bucket = sh.bucket.clone();
     let tmp2 = tmp.clone();
-    let (report, history) = sh.block_on(async move {
+    let (report, history) = sh.spawner().block_on(async move {
         let r = restore_to_file(
             &bucket,
             &id,
@@ -261,17 +180,18 @@ pub(crate) fn restore_into(
         conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;")?;
         stamp_epoch(&conn, epoch)?;
     }
-    let _ = std::fs::remove_file(dir.join("restore.tmp-wal"));
+    let _ = std::fs::remove_file(dir.join(format!("{RESTORE_TMP}-wal")));
     let bucket = sh.bucket.clone();
-    let now = store.config.clock.now_ms();
+    let now = shared.config.clock.now_ms();
     let m = Manifest {
         epoch,
         parent: Some(report.bookmark),
         started_ms: now,
     };
-    sh.block_on(async move { write_manifest(&bucket, &id, m).await })?;
+    sh.spawner()
+        .block_on(async move { write_manifest(&bucket, &id, m).await })?;
     let _ = std::fs::remove_file(dir.join("db-wal"));
-    let _ = std::fs::remove_file(dir.join(crate::object::HINT_FILE));
+    let _ = std::fs::remove_file(dir.join(HINT_FILE));
     std::fs::rename(&tmp, dir.join("db"))
         .map_err(|e| Error::io(format!("install restored database in {}", dir.display()), e))?;
     fsutil::sync_dir(dir)?;
@@ -311,7 +231,7 @@ pub(crate) fn set_aside_local(dir: &Path, now_ms: u64) -> Result<()> {
                 .map_err(|e| Error::io(format!("move aside {}", wal.display()), e))?;
         }
     }
-    let _ = std::fs::remove_file(dir.join(crate::object::HINT_FILE));
+    let _ = std::fs::remove_file(dir.join(HINT_FILE));
     fsutil::sync_dir(dir)
 }
 

@@ -1,0 +1,258 @@
+//! Opening an object: lock it, let cluster mode claim it, run a pending
+//! restore, open and configure its database, and start shipping.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use super::cache::KvCache;
+use super::{activate, restore, schema, Object, Shared, Turn};
+use crate::config::DurabilityLevel;
+use crate::durability::Watermark;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::ship::{gate, ObjectShip};
+use crate::sqlite::{Connection, Limit, ValueRef, PAGE_SIZE};
+
+/// WAL files are truncated back to this after a checkpoint.
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+
+impl Object {
+    /// Opens object `id` called `name`, creating its database on first
+    /// use. At most one handle per object exists at a time: a second open,
+    /// from this process or another, fails with `ErrorKind::Locked`.
+    pub(crate) fn open(shared: Arc<Shared>, id: ObjectId, name: &str) -> Result<Object> {
+        let guard = shared.claim(id, name)?;
+        let dir = shared.object_dir(&id);
+        fsutil::create_dir_durable(&dir)?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!("object `{name}` is open in another process"),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("lock {}", lock_path.display()), e))
+            }
+        }
+        // Cluster mode: take the object (or learn who has it) before
+        // touching its files; a new epoch starts from the bucket.
+        let activation = match &shared.cluster {
+            Some(c) => {
+                let act = activate::activate(c, &shared, id, &dir)?;
+                Some(act)
+            }
+            None => None,
+        };
+        // A restore scheduled by `restore_on_next_open` runs first, while
+        // the database is closed and the object locked.
+        let restored = match &activation {
+            Some((_, user_restore)) => *user_restore,
+            None => restore::restore_pending(&shared, id, &dir)?,
+        };
+        let activation = activation.map(|(a, _)| a);
+        let db_path = dir.join("db");
+        let is_new = !db_path.exists();
+        let conn = Connection::open(
+            &db_path,
+            schema::RESERVED_PREFIX,
+            shared.config.allowed_pragmas.clone(),
+        )?;
+        configure(&conn, &shared, is_new)?;
+        let (seq, time_ms) = init_schema(&conn, name)?;
+        if is_new {
+            // Make the new database and its directory entries durable
+            // before anyone can commit to it.
+            conn.checkpoint_truncate()?;
+            fsutil::sync_dir(&dir)?;
+        }
+        let name_path = dir.join("name");
+        if !name_path.exists() {
+            fsutil::write_atomic(&name_path, name.as_bytes())?;
+        }
+        let mut epoch = read_epoch(&conn)?;
+        if let Some(a) = &activation {
+            if epoch != a.epoch {
+                restore::stamp_epoch(&conn, a.epoch)?;
+                epoch = a.epoch;
+            }
+        }
+        let fence = activation.map(|a| a.fence);
+        let remote_level = shared.config.durability == DurabilityLevel::Remote;
+        let plan = match &shared.shipper {
+            Some(sh) => Some(ObjectShip::prepare(
+                sh,
+                id,
+                &dir,
+                seq,
+                time_ms,
+                epoch,
+                shared.config.clock.now_ms(),
+            )?),
+            None => None,
+        };
+        let remote_seq = plan.as_ref().map_or(0, |p| p.shipped());
+        let mark = Arc::new(Watermark::new(
+            dir.join("db-wal"),
+            dir.clone(),
+            seq,
+            remote_seq,
+            remote_level,
+        ));
+        let ship = match (plan, &shared.shipper) {
+            (Some(plan), Some(sh)) => Some(ObjectShip::start(
+                sh.clone(),
+                id,
+                &dir,
+                &conn,
+                plan,
+                mark.clone(),
+                seq,
+                time_ms,
+                fence.clone(),
+            )?),
+            _ => None,
+        };
+        if restored && ship.is_some() {
+            // The new timeline is restorable once its base snapshot lands;
+            // wait for it so a restore is undoable as soon as open returns.
+            if !mark.wait_remote(seq, gate::SHIPPED_WAIT) {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    "the restored timeline's first snapshot could not be shipped",
+                ));
+            }
+        }
+        Ok(Object {
+            conn,
+            mark,
+            id,
+            name: name.to_owned(),
+            dir,
+            cache: KvCache::new(shared.config.tuning.kv_cache_bytes),
+            turn: Turn::default(),
+            seq,
+            gate_seq: seq,
+            last_time_ms: time_ms,
+            broken: None,
+            alarm: None,
+            savepoints: Vec::new(),
+            ship,
+            epoch,
+            fence,
+            shared,
+            _lock: lock,
+            _guard: guard,
+        })
+    }
+}
+
+/// The smallest column limit amber can run with: `_amber_meta` has six
+/// columns and `sqlite_schema` five.
+const MIN_COLUMNS: usize = 8;
+
+/// Applies per-object pragmas and limits.
+fn configure(conn: &Connection, shared: &Shared, is_new: bool) -> Result<()> {
+    let cfg = &shared.config;
+    let l = &cfg.limits;
+    let clamp = |v: usize| v.min(i32::MAX as usize) as i32;
+    conn.set_limit(Limit::SqlLength, clamp(l.max_sql_length));
+    // amber's own tables (and sqlite_schema) need a few columns.
+    conn.set_limit(Limit::Columns, clamp(l.max_columns.max(MIN_COLUMNS)));
+    conn.set_limit(Limit::Variables, clamp(l.max_params));
+    conn.set_limit(
+        Limit::Length,
+        clamp(l.max_row_bytes.max(l.max_value_bytes + 1024)),
+    );
+    conn.set_limit(Limit::LikePatternLength, clamp(l.max_like_pattern));
+    let t = &cfg.tuning;
+    let mut sql = String::new();
+    if is_new {
+        // Only takes effect before the first table exists.
+        sql.push_str(if t.auto_vacuum_full {
+            "PRAGMA auto_vacuum = FULL;"
+        } else {
+            "PRAGMA auto_vacuum = INCREMENTAL;"
+        });
+    }
+    // Exclusive locking: no shared-memory file, one fd fewer, and a second
+    // process that slips past the lock file still cannot write.
+    sql.push_str("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;");
+    // NORMAL: commits do not fsync (the syncer does, shared), checkpoints do.
+    sql.push_str("PRAGMA synchronous = NORMAL;");
+    sql.push_str(&format!(
+        "PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};",
+        t.page_cache_kib,
+    ));
+    let max_pages = (l.max_object_bytes / u64::from(PAGE_SIZE)).clamp(16, u32::MAX as u64 - 1);
+    sql.push_str(&format!("PRAGMA max_page_count = {max_pages};"));
+    conn.execute_batch_internal(&sql).map_err(Error::sqlite)?;
+    Ok(())
+}
+
+/// Creates the reserved tables if needed; returns (seq, time_ms).
+fn init_schema(conn: &Connection, name: &str) -> Result<(u64, u64)> {
+    conn.internal(
+        || -> std::result::Result<(u64, u64, i64, String), crate::sqlite::SqliteError> {
+            conn.execute_batch_internal("BEGIN")?;
+            conn.execute_batch_internal(schema::CREATE)?;
+            let mut init = conn.prepare_cached(schema::META_INIT)?;
+            init.bind_all(&[
+                ValueRef::Integer(schema::SCHEMA_VERSION),
+                ValueRef::Text(name),
+            ])?;
+            init.run()?;
+            drop(init);
+            conn.execute_batch_internal("COMMIT")?;
+            let mut st = conn.prepare_cached(schema::META_READ)?;
+            st.step()?;
+            let version = st.column_i64(0);
+            let stored = String::from_utf8_lossy(&st.column_bytes(1)).into_owned();
+            Ok((
+                st.column_i64(2) as u64,
+                st.column_i64(3) as u64,
+                version,
+                stored,
+            ))
+        },
+    )
+    .map_err(Error::sqlite)
+    .and_then(|(seq, t, version, stored)| {
+        if version > schema::SCHEMA_VERSION {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!(
+                    "object uses schema version {version}; this amber reads up to {}",
+                    schema::SCHEMA_VERSION
+                ),
+            ));
+        }
+        if stored != name {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!("object directory holds `{stored}`, not `{name}`"),
+            ));
+        }
+        Ok((seq, t))
+    })
+}
+
+/// The epoch recorded in an object's database.
+fn read_epoch(conn: &Connection) -> Result<u64> {
+    conn.internal(|| {
+        let mut st = conn.prepare_cached(schema::META_READ)?;
+        st.step()?;
+        Ok(st.column_i64(4).max(0) as u64)
+    })
+    .map_err(Error::sqlite)
+}

@@ -1,0 +1,98 @@
+//! What every object of a store shares: the configuration, the syncer, the
+//! shipper and cluster membership, and the set of objects open in this
+//! process. The store builds it; objects hold it.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::background::Background;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::durability::Syncer;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ObjectId;
+use crate::pitr::Bucket;
+use crate::ship::Shipper;
+
+/// Where the object directories live under the data directory.
+pub(crate) const OBJECTS_DIR: &str = "objects";
+
+pub(crate) struct Shared {
+    /// Cluster mode; declared first so that it leaves (deleting the lease)
+    /// while the runtime still runs.
+    pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) config: Config,
+    pub(crate) syncer: Syncer,
+    pub(crate) shipper: Option<Arc<Shipper>>,
+    open: Mutex<HashSet<ObjectId>>,
+    /// The store's async runtime, held for its `Drop`; declared last so
+    /// it goes after everything that spawns on it.
+    _background: Background,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        background: Background,
+        shipper: Option<Arc<Shipper>>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Shared {
+        Shared {
+            cluster,
+            syncer: Syncer::start(config.sync_threads),
+            config,
+            shipper,
+            open: Mutex::new(HashSet::new()),
+            _background: background,
+        }
+    }
+
+    /// The shipper, or an error saying that PITR needs a bucket.
+    pub(crate) fn shipper(&self) -> Result<&Arc<Shipper>> {
+        self.shipper.as_ref().ok_or_else(|| {
+            Error::invalid("point-in-time recovery needs a bucket; this store's bucket is disabled")
+        })
+    }
+
+    pub(crate) fn bucket(&self) -> Option<&Bucket> {
+        self.shipper.as_ref().map(|s| &s.bucket)
+    }
+
+    pub(crate) fn object_dir(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.config
+            .data_dir
+            .join(OBJECTS_DIR)
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// Claims `id` for one handle in this process.
+    pub(crate) fn claim(self: &Arc<Self>, id: ObjectId, name: &str) -> Result<OpenGuard> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if !open.insert(id) {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("object `{name}` is already open in this process"),
+            ));
+        }
+        Ok(OpenGuard {
+            shared: self.clone(),
+            id,
+        })
+    }
+}
+
+/// Releases the in-process claim on an object when its handle goes away.
+pub(crate) struct OpenGuard {
+    shared: Arc<Shared>,
+    id: ObjectId,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.remove(&self.id);
+    }
+}

@@ -1,0 +1,39 @@
+//! How log shipping and retention are tuned.
+
+use std::time::Duration;
+
+/// Log shipping and retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PitrConfig {
+    /// How long a shipper waits for more commits before a PUT. Zero ships
+    /// as soon as the previous PUT of the object is done; commits that
+    /// arrive meanwhile join the next segment either way.
+    pub flush_interval: Duration,
+    /// A segment is cut once its pages reach this many bytes.
+    pub max_segment_bytes: usize,
+    /// PUTs in flight across all objects of the store.
+    pub max_concurrent_uploads: usize,
+    /// Attempts per PUT before the object is broken (its commits stay in
+    /// the local WAL and are shipped on reopen).
+    pub upload_attempts: u32,
+    /// First retry delay; doubles per attempt, capped at 5 s.
+    pub retry_base: Duration,
+    /// How far back a restore may go.
+    pub retention: Duration,
+    /// Least time between two snapshots of an object.
+    pub snapshot_min_interval: Duration,
+}
+
+impl Default for PitrConfig {
+    fn default() -> Self {
+        PitrConfig {
+            flush_interval: Duration::ZERO,
+            max_segment_bytes: 16 << 20,
+            max_concurrent_uploads: 16,
+            upload_attempts: 8,
+            retry_base: Duration::from_millis(50),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            snapshot_min_interval: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Log shipping: each object's committed transactions go to the bucket as
+//! segments, with snapshots on Cloudflare's rule, and the object's remote
+//! watermark rises as they land.
+//!
+//! - `capture.rs`: the object's side: read each commit's frames out of the
+//!   WAL (`wal.rs`) right after it commits, and on open work out what the
+//!   local WAL holds that the bucket lacks.
+//! - `gate.rs`: checkpoints and snapshots, gated on what is shipped, so the
+//!   local WAL always holds everything not yet remote.
+//! - `queue.rs`: per-object queue and shipped position, and its hint file.
+//! - `upload.rs`: the upload loop, one PUT in flight per object.
+//!
+//! The formats (segment, snapshot) and the bucket layout are in `pitr`;
+//! this module only writes them.
+
+mod capture;
+mod config;
+pub(crate) mod gate;
+mod queue;
+mod upload;
+mod wal;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::background::Spawner;
+use crate::clock::Clock;
+use crate::pitr::{Bucket, Record};
+
+pub(crate) use capture::ObjectShip;
+pub use config::PitrConfig;
+pub(crate) use queue::{ShipState, SnapshotJob};
+
+/// File in the object's directory: the shipped position, as last seen.
+pub(crate) const HINT_FILE: &str = "ship-hint";
+
+/// Store-wide: the bucket, the upload limit and the runtime uploads run on.
+pub(crate) struct Shipper {
+    spawner: Spawner,
+    pub(crate) bucket: Bucket,
+    sem: Arc<Semaphore>,
+    pub(crate) cfg: PitrConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl Shipper {
+    pub(crate) fn new(
+        spawner: Spawner,
+        bucket: Bucket,
+        cfg: PitrConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Shipper {
+        Shipper {
+            spawner,
+            bucket,
+            sem: Arc::new(Semaphore::new(cfg.max_concurrent_uploads.max(1))),
+            cfg,
+            clock,
+        }
+    }
+
+    /// The runtime bucket work runs on.
+    pub(crate) fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+
+    /// Queues a committed transaction.
+    pub(crate) fn enqueue(self: &Arc<Self>, st: &Arc<ShipState>, record: Record) {
+        if st.queue(|q| q.pending.push_back(record)) {
+            self.spawn_upload(st.clone());
+        }
+    }
+
+    /// Queues a snapshot; it is uploaded before any record queued later.
+    pub(crate) fn enqueue_snapshot(self: &Arc<Self>, st: &Arc<ShipState>, job: SnapshotJob) {
+        if st.queue(|q| q.snapshot = Some(job)) {
+            self.spawn_upload(st.clone());
+        }
+    }
+
+    fn spawn_upload(self: &Arc<Self>, st: Arc<ShipState>) {
+        let me = self.clone();
+        // Tracked: a store dropped right after its last commit waits
+        // (bounded) for that commit to land.
+        self.spawner
+            .spawn_tracked(async move { upload::upload_loop(me, st).await });
+    }
+}

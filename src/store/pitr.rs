@@ -1,0 +1,104 @@
+//! Point-in-time recovery as the store offers it, by object name:
+//! history, bookmarks, restore into a file, verify, GC and the bucket
+//! probe. Each call runs on the store's runtime and reads only the bucket.
+
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::object::restore;
+use crate::pitr::diagnose::{diagnose, Diagnosis};
+use crate::pitr::history::load_history;
+use crate::pitr::{
+    gc_object, restore_to_file, verify_object, Bookmark, Bucket, GcReport, History, RestoreOptions,
+    RestoreReport, RestoreTarget, VerifyReport,
+};
+
+impl Store {
+    /// The bucket commits are shipped to, if any.
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.shared.bucket()
+    }
+
+    /// Snapshots, segments and epochs the bucket holds for `name`.
+    pub fn history(&self, name: &str) -> Result<History> {
+        let id = self.id_from_name(name)?;
+        self.history_by_id(id)
+    }
+
+    pub fn history_by_id(&self, id: ObjectId) -> Result<History> {
+        let sh = self.shared.shipper()?;
+        let bucket = sh.bucket.clone();
+        sh.spawner()
+            .block_on(async move { load_history(&bucket, &id).await })
+    }
+
+    /// The last commit of `name` at or before `t_ms` (ms since the Unix
+    /// epoch), on the timeline that was live then.
+    pub fn bookmark_for_time(&self, name: &str, t_ms: u64) -> Result<Bookmark> {
+        let id = self.id_from_name(name)?;
+        restore::bookmark_for_time(&self.shared, id, t_ms)
+    }
+
+    /// Rebuilds `name` at `target` into a new SQLite file at `out`, from
+    /// the bucket alone, without touching the live object.
+    pub fn restore(
+        &self,
+        name: &str,
+        target: RestoreTarget,
+        out: &Path,
+        opts: RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let id = self.id_from_name(name)?;
+        self.restore_by_id(id, target, out, opts)
+    }
+
+    pub fn restore_by_id(
+        &self,
+        id: ObjectId,
+        target: RestoreTarget,
+        out: &Path,
+        opts: RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let sh = self.shared.shipper()?;
+        let bucket = sh.bucket.clone();
+        let out: PathBuf = out.to_path_buf();
+        sh.spawner()
+            .block_on(async move { restore_to_file(&bucket, &id, &target, &out, &opts).await })
+    }
+
+    /// Deletes what no restore inside the retention window needs.
+    pub fn gc(&self, name: &str) -> Result<GcReport> {
+        let id = self.id_from_name(name)?;
+        let sh = self.shared.shipper()?;
+        let bucket = sh.bucket.clone();
+        let now = self.config().clock.now_ms();
+        let retention = self.config().pitr.retention;
+        sh.spawner()
+            .block_on(async move { gc_object(&bucket, &id, now, retention).await })
+    }
+
+    /// Probes the bucket's conditional writes and ranged reads.
+    pub fn diagnose(&self) -> Result<Diagnosis> {
+        let sh = self.shared.shipper()?;
+        let bucket = sh.bucket.clone();
+        let nonce = self.config().clock.now_ms() ^ u64::from(std::process::id()) << 40;
+        Ok(sh
+            .spawner()
+            .block_on(async move { diagnose(&bucket, nonce).await }))
+    }
+
+    /// Checks every CRC and the log's continuity for `name`.
+    pub fn verify(&self, name: &str) -> Result<VerifyReport> {
+        let id = self.id_from_name(name)?;
+        self.verify_by_id(id)
+    }
+
+    pub fn verify_by_id(&self, id: ObjectId) -> Result<VerifyReport> {
+        let sh = self.shared.shipper()?;
+        let bucket = sh.bucket.clone();
+        sh.spawner()
+            .block_on(async move { verify_object(&bucket, &id).await })
+    }
+}

@@ -10,24 +10,23 @@
 //! `docs/format.md` documents every byte and the reasons for the choices.
 
 pub mod bucket;
-mod codec;
 pub mod diagnose;
 pub mod faulty;
+pub mod format;
 pub mod gc;
 pub mod history;
 pub mod keys;
 pub mod restore;
-pub mod segment;
 pub(crate) mod ship;
-pub mod snapshot;
 pub mod verify;
 pub(crate) mod wal;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
-pub use codec::{
+pub use format::error::{
     Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
     MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
+pub use format::{segment, snapshot};
 pub use gc::{gc_object, GcReport};
 pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};
 pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};

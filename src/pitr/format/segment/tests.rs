@@ -1,5 +1,5 @@
 use super::*;
-use crate::pitr::codec::{crc32, Checksum, Location, Problem, TRAILER_LEN};
+use crate::pitr::format::error::{crc32, Checksum, Location, Problem, TRAILER_LEN};
 
 fn object() -> ObjectId {
     ObjectId::from_name(&[9; 32], "segment-tests").unwrap()

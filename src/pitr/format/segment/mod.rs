@@ -22,7 +22,7 @@
 
 use crate::id::ObjectId;
 
-use super::codec::{
+use super::error::{
     crc32, new_compressor, valid_page_size, write_trailer, DecodeError, EncodeError, Limits,
     DEFAULT_LEVEL,
 };
@@ -320,7 +320,7 @@ impl SegmentWriter {
         for n in &numbers {
             self.raw.extend_from_slice(&n.to_le_bytes());
         }
-        super::codec::compress(&mut self.compressor, &self.raw, &mut self.compressed)?;
+        super::error::compress(&mut self.compressor, &self.raw, &mut self.compressed)?;
         let compressed_len =
             u32::try_from(self.compressed.len()).map_err(|_| EncodeError::TooLarge {
                 what: "compressed record",
@@ -362,7 +362,7 @@ impl SegmentWriter {
 
     /// Size of the segment if finished now.
     pub fn encoded_len(&self) -> usize {
-        self.buf.len() + super::codec::TRAILER_LEN
+        self.buf.len() + super::error::TRAILER_LEN
     }
 
     /// Writes the header and trailer and returns the segment's bytes.

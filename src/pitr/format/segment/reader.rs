@@ -2,7 +2,7 @@
 
 use crate::id::ObjectId;
 
-use super::super::codec::{
+use super::super::error::{
     crc32, decompress_exact, hex, read_trailer, valid_page_size, ByteReader, Checksum, DecodeError,
     FileKind, Limits, Location, Problem,
 };

@@ -17,7 +17,7 @@ use std::io::Write;
 
 use crate::id::ObjectId;
 
-use super::codec::{
+use super::error::{
     compress, crc32, decompress_exact, hex, new_compressor, read_trailer, valid_page_size,
     ByteReader, Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem,
     DEFAULT_LEVEL, END_MAGIC,
@@ -617,7 +617,7 @@ impl std::iter::FusedIterator for SnapshotReader<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pitr::codec::TRAILER_LEN;
+    use crate::pitr::format::error::TRAILER_LEN;
 
     fn object() -> ObjectId {
         ObjectId::from_name(&[4; 32], "snapshot-tests").unwrap()

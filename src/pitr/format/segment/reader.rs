@@ -1,67 +1,32 @@
-//! Reading segments: the header, then record by record.
+//! Reading segments: the header, then record by record, then the trailer.
 
 use crate::id::ObjectId;
 
-use super::super::error::{
-    crc32, decompress_exact, hex, read_trailer, valid_page_size, ByteReader, Checksum, DecodeError,
-    FileKind, Limits, Location, Problem,
-};
-use super::{
-    CommitInfo, Record, RecordMeta, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC, SEGMENT_VERSION,
-};
+use super::super::frame::{Frame, FrameReader};
+use super::super::{valid_page_size, DecodeError, FileKind, Limits, Location, Problem};
+use super::{CommitInfo, Record, RecordMeta, SegmentHeader, FRAMING, SEGMENT_VERSION};
 
-/// Reads the header of a segment (the first [`SEGMENT_HEADER_LEN`] bytes
-/// suffice: a ranged GET can fetch just them).
+/// Reads the header of a segment (the first
+/// [`SEGMENT_HEADER_LEN`](super::SEGMENT_HEADER_LEN) bytes suffice: a ranged
+/// GET can fetch just them).
 pub fn read_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
-    let err = |p| DecodeError::new(FileKind::Segment, Location::Header, None, p);
-    let mut r = ByteReader::new(bytes);
-    let truncated = || {
-        err(Problem::Truncated {
-            needed: SEGMENT_HEADER_LEN as u64,
-            available: bytes.len() as u64,
-        })
-    };
-    let magic: [u8; 8] = r.array().ok_or_else(truncated)?;
-    if magic != SEGMENT_MAGIC {
-        return Err(err(Problem::BadMagic));
-    }
-    let version = r.u16().ok_or_else(truncated)?;
-    if version != SEGMENT_VERSION {
-        return Err(err(Problem::UnsupportedVersion { version }));
-    }
-    if bytes.len() < SEGMENT_HEADER_LEN {
-        return Err(truncated());
-    }
-    let stored = u32::from_le_bytes([bytes[88], bytes[89], bytes[90], bytes[91]]);
-    let computed = crc32(&[&bytes[..88]]);
-    if stored != computed {
-        return Err(err(Problem::ChecksumMismatch {
-            which: Checksum::Header,
-            stored,
-            computed,
-        }));
-    }
-    let flags = r.u16().ok_or_else(truncated)?;
-    if flags != 0 {
-        return Err(err(Problem::UnknownFlags { flags }));
-    }
-    let record_count = r.u32().ok_or_else(truncated)?;
-    let object: [u8; 32] = r.array().ok_or_else(truncated)?;
-    let object = ObjectId::from_hex(&hex(&object)).map_err(|_| {
+    let err = |p| FRAMING.header_err(p);
+    let mut f = FRAMING.decode_header(bytes)?;
+    let record_count = f.u32();
+    let object = f.object().ok_or_else(|| {
         err(Problem::Invalid {
             detail: "object id",
         })
     })?;
     let h = SegmentHeader {
-        version,
+        version: SEGMENT_VERSION,
         object,
         record_count,
-        epoch: r.u64().ok_or_else(truncated)?,
-        first_seq: r.u64().ok_or_else(truncated)?,
-        last_seq: r.u64().ok_or_else(truncated)?,
-        first_time_ms: r.u64().ok_or_else(truncated)?,
-        last_time_ms: r.u64().ok_or_else(truncated)?,
+        epoch: f.u64(),
+        first_seq: f.u64(),
+        last_seq: f.u64(),
+        first_time_ms: f.u64(),
+        last_time_ms: f.u64(),
     };
     if h.record_count == 0 {
         return Err(err(Problem::Invalid {
@@ -82,13 +47,6 @@ pub fn read_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
     Ok(h)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Records,
-    Done,
-    Failed,
-}
-
 /// Reads a segment record by record, checking each one as it goes. As an
 /// iterator it yields every record, then checks the trailer (yielding an
 /// error if it is bad), then ends; after an error it ends too.
@@ -96,16 +54,19 @@ enum State {
 /// A restore that stops at a target sequence number simply stops iterating:
 /// every record it got has passed both of its CRCs.
 pub struct SegmentReader<'a> {
-    bytes: &'a [u8],
     header: SegmentHeader,
     limits: Limits,
-    pos: usize,
-    index: u32,
+    frames: FrameReader<'a>,
     /// (seq, commit time) of the last good record, or of the point this
     /// segment continues from.
     prev: Option<(u64, u64)>,
-    state: State,
-    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+/// A record's frame with its fields checked, not yet decompressed.
+struct RecordFrame<'a> {
+    meta: RecordMeta,
+    payload_len: usize,
+    frame: Frame<'a>,
 }
 
 impl<'a> SegmentReader<'a> {
@@ -117,14 +78,10 @@ impl<'a> SegmentReader<'a> {
     pub fn with_limits(bytes: &'a [u8], limits: Limits) -> Result<SegmentReader<'a>, DecodeError> {
         let header = read_segment_header(bytes)?;
         Ok(SegmentReader {
-            bytes,
+            frames: FrameReader::new(&FRAMING, bytes, header.record_count),
             header,
             limits,
-            pos: SEGMENT_HEADER_LEN,
-            index: 0,
             prev: None,
-            state: State::Records,
-            decompressor: None,
         })
     }
 
@@ -138,7 +95,7 @@ impl<'a> SegmentReader<'a> {
     /// of this segment has decoded. Call before reading any record.
     pub fn continue_from(mut self, seq: u64, time_ms: u64) -> Result<Self, DecodeError> {
         let err = |p| DecodeError::new(FileKind::Segment, Location::Header, Some(seq), p);
-        if self.index != 0 {
+        if self.frames.index() != 0 {
             return Err(err(Problem::Invalid {
                 detail: "continue_from after records were read",
             }));
@@ -167,14 +124,7 @@ impl<'a> SegmentReader<'a> {
     /// Checks that the segment belongs to `object`'s log under `epoch` (as
     /// its key says), so a segment copied to a wrong key is not applied.
     pub fn expect_origin(&self, object: &ObjectId, epoch: u64) -> Result<(), DecodeError> {
-        let err = |detail| {
-            DecodeError::new(
-                FileKind::Segment,
-                Location::Header,
-                None,
-                Problem::WrongOrigin { detail },
-            )
-        };
+        let err = |detail| FRAMING.header_err(Problem::WrongOrigin { detail });
         if &self.header.object != object {
             return Err(err("segment belongs to another object"));
         }
@@ -192,25 +142,14 @@ impl<'a> SegmentReader<'a> {
     /// Decodes the next record; `None` once the records are done (the
     /// trailer is then checked by the next call, or by [`Self::finish`]).
     pub fn next_record(&mut self) -> Option<Result<Record, DecodeError>> {
-        if !self.has_record() {
-            return None;
-        }
-        let r = self.read_frame().and_then(|f| {
-            let (meta, end) = (f.meta, f.end);
-            self.decode_frame(f).map(|rec| (rec, meta, end))
-        });
-        Some(self.settle(r))
+        self.step(|r, f| r.decode_payload(f))
     }
 
     /// Checks the next record's frame CRC and returns its fields without
     /// decompressing its pages (to skip records a snapshot already covers,
     /// or to map a time to a sequence number).
     pub fn skip_record(&mut self) -> Option<Result<RecordMeta, DecodeError>> {
-        if !self.has_record() {
-            return None;
-        }
-        let r = self.read_frame().map(|f| (f.meta, f.meta, f.end));
-        Some(self.settle(r))
+        self.step(|_, f| Ok(f.meta))
     }
 
     /// Checks any records left (frame CRCs only) and the trailer.
@@ -218,184 +157,98 @@ impl<'a> SegmentReader<'a> {
         while let Some(r) = self.skip_record() {
             r?;
         }
-        match self.state {
-            State::Records => self.check_trailer()?,
-            State::Done => {}
-            State::Failed => {
-                return Err(self.err(
-                    Location::Trailer,
-                    Problem::Invalid {
-                        detail: "finish after a failed read",
-                    },
-                ))
-            }
-        }
+        self.frames
+            .check_trailer()
+            .map_err(|p| self.err(Location::Trailer, p))?;
         Ok(self.header)
     }
 
-    fn has_record(&self) -> bool {
-        self.state == State::Records && self.index < self.header.record_count
-    }
-
-    /// Records the outcome of reading one record: on success the reader
-    /// moves past it, on failure it stops for good.
-    fn settle<T>(
+    /// Reads the next record's frame, then `decode`s it: on success the
+    /// reader moves past it, on failure it stops for good.
+    fn step<T>(
         &mut self,
-        r: Result<(T, RecordMeta, usize), DecodeError>,
-    ) -> Result<T, DecodeError> {
-        match r {
-            Ok((v, meta, end)) => {
-                self.prev = Some((meta.commit.seq, meta.commit.commit_time_ms));
-                self.index += 1;
-                self.pos = end;
+        decode: impl FnOnce(&mut Self, &RecordFrame<'a>) -> Result<T, DecodeError>,
+    ) -> Option<Result<T, DecodeError>> {
+        if !self.frames.has_next() {
+            return None;
+        }
+        let r = self
+            .read_frame()
+            .and_then(|f| decode(self, &f).map(|v| (v, f)));
+        Some(match r {
+            Ok((v, f)) => {
+                self.prev = Some((f.meta.commit.seq, f.meta.commit.commit_time_ms));
+                self.frames.advance(&f.frame);
                 Ok(v)
             }
             Err(e) => {
-                self.state = State::Failed;
+                self.frames.fail();
                 Err(e)
             }
-        }
-    }
-
-    fn err(&self, location: Location, problem: Problem) -> DecodeError {
-        DecodeError::new(FileKind::Segment, location, self.prev.map(|p| p.0), problem)
-    }
-
-    fn check_trailer(&mut self) -> Result<(), DecodeError> {
-        let result = read_trailer(self.bytes, self.pos, |p| self.err(Location::Trailer, p))
-            .and_then(|t| {
-                if t.count == self.header.record_count {
-                    Ok(())
-                } else {
-                    Err(self.err(
-                        Location::Trailer,
-                        Problem::Invalid {
-                            detail: "trailer record count differs from the header",
-                        },
-                    ))
-                }
-            });
-        self.state = if result.is_ok() {
-            State::Done
-        } else {
-            State::Failed
-        };
-        result
-    }
-
-    /// Reads and checks the next record's frame (header fields, lengths,
-    /// frame CRC, continuity, sizes) without decompressing it.
-    fn read_frame(&self) -> Result<Frame<'a>, DecodeError> {
-        let at = Location::Record(self.index);
-        let mut r = ByteReader::new(self.bytes);
-        r.take(self.pos);
-        let available = r.remaining() as u64;
-        let Some(h) = r.take(RECORD_HEADER_LEN) else {
-            return Err(self.err(
-                at,
-                Problem::Truncated {
-                    needed: RECORD_HEADER_LEN as u64,
-                    available,
-                },
-            ));
-        };
-        let mut hr = ByteReader::new(h);
-        let seq = hr.u64().unwrap_or_default();
-        let commit_time_ms = hr.u64().unwrap_or_default();
-        let db_size_pages = hr.u32().unwrap_or_default();
-        let page_size = hr.u32().unwrap_or_default();
-        let page_count = hr.u32().unwrap_or_default();
-        let compressed_len = hr.u32().unwrap_or_default();
-        let raw_crc = hr.u32().unwrap_or_default();
-        let frame_crc = hr.u32().unwrap_or_default();
-        let available = r.remaining() as u64;
-        let Some(compressed) = r.take(compressed_len as usize) else {
-            return Err(self.err(
-                at,
-                Problem::Truncated {
-                    needed: u64::from(compressed_len),
-                    available,
-                },
-            ));
-        };
-        let computed = crc32(&[&h[..36], compressed]);
-        if computed != frame_crc {
-            return Err(self.err(
-                at,
-                Problem::ChecksumMismatch {
-                    which: Checksum::Frame,
-                    stored: frame_crc,
-                    computed,
-                },
-            ));
-        }
-        // Cannot overflow: the header checked first_seq + count - 1.
-        let expected = self.header.first_seq + u64::from(self.index);
-        if seq != expected {
-            return Err(self.err(
-                at,
-                Problem::NonContiguous {
-                    expected,
-                    found: seq,
-                },
-            ));
-        }
-        if let Some((_, prev_time)) = self.prev {
-            if commit_time_ms < prev_time {
-                return Err(self.err(
-                    at,
-                    Problem::TimeWentBackwards {
-                        previous: prev_time,
-                        found: commit_time_ms,
-                    },
-                ));
-            }
-        }
-        let is_first = self.index == 0;
-        let is_last = self.index + 1 == self.header.record_count;
-        if (is_first && commit_time_ms != self.header.first_time_ms)
-            || (is_last && commit_time_ms != self.header.last_time_ms)
-            || commit_time_ms > self.header.last_time_ms
-        {
-            return Err(self.err(
-                at,
-                Problem::Invalid {
-                    detail: "commit time outside the header's time range",
-                },
-            ));
-        }
-        let commit = CommitInfo {
-            seq,
-            commit_time_ms,
-            db_size_pages,
-            page_size,
-        };
-        let raw_len = self.check_sizes(at, &commit, page_count)?;
-        Ok(Frame {
-            meta: RecordMeta { commit, page_count },
-            compressed,
-            raw_crc,
-            raw_len,
-            end: r.pos(),
         })
     }
 
-    /// Decompresses a checked frame and checks its payload.
-    fn decode_frame(&mut self, f: Frame<'a>) -> Result<Record, DecodeError> {
-        let at = Location::Record(self.index);
-        let mut raw = decompress_exact(&mut self.decompressor, f.compressed, f.raw_len)
-            .map_err(|p| self.err(at, p))?;
-        let computed = crc32(&[&raw]);
-        if computed != f.raw_crc {
-            return Err(self.err(
-                at,
-                Problem::ChecksumMismatch {
-                    which: Checksum::Payload,
-                    stored: f.raw_crc,
-                    computed,
-                },
-            ));
+    #[cold]
+    fn err(&self, location: Location, problem: Problem) -> DecodeError {
+        DecodeError::new(FileKind::Segment, location, self.last_good_seq(), problem)
+    }
+
+    /// Reads the next record's frame and checks its fields (continuity,
+    /// times, sizes) without decompressing it.
+    fn read_frame(&self) -> Result<RecordFrame<'a>, DecodeError> {
+        let at = self.frames.location();
+        let err = |p| self.err(at, p);
+        let frame = self.frames.read().map_err(err)?;
+        let mut f = frame.fields.clone();
+        let commit = CommitInfo {
+            seq: f.u64(),
+            commit_time_ms: f.u64(),
+            db_size_pages: f.u32(),
+            page_size: f.u32(),
+        };
+        let page_count = f.u32();
+        // Cannot overflow: the header checked first_seq + count - 1.
+        let expected = self.header.first_seq + u64::from(self.frames.index());
+        if commit.seq != expected {
+            return Err(err(Problem::NonContiguous {
+                expected,
+                found: commit.seq,
+            }));
         }
+        let time = commit.commit_time_ms;
+        if let Some((_, previous)) = self.prev {
+            if time < previous {
+                return Err(err(Problem::TimeWentBackwards {
+                    previous,
+                    found: time,
+                }));
+            }
+        }
+        let is_first = self.frames.index() == 0;
+        let is_last = self.frames.index() + 1 == self.header.record_count;
+        if (is_first && time != self.header.first_time_ms)
+            || (is_last && time != self.header.last_time_ms)
+            || time > self.header.last_time_ms
+        {
+            return Err(err(Problem::Invalid {
+                detail: "commit time outside the header's time range",
+            }));
+        }
+        let payload_len = self.check_sizes(&commit, page_count).map_err(err)?;
+        Ok(RecordFrame {
+            meta: RecordMeta { commit, page_count },
+            payload_len,
+            frame,
+        })
+    }
+
+    /// Decompresses a checked frame and splits its payload into pages.
+    fn decode_payload(&mut self, f: &RecordFrame<'a>) -> Result<Record, DecodeError> {
+        let at = self.frames.location();
+        let mut raw = self
+            .frames
+            .payload(&f.frame, f.payload_len)
+            .map_err(|p| self.err(at, p))?;
         let c = f.meta.commit;
         let data_len = f.meta.page_count as usize * c.page_size as usize;
         let mut numbers = Vec::with_capacity(f.meta.page_count as usize);
@@ -421,77 +274,46 @@ impl<'a> SegmentReader<'a> {
         })
     }
 
-    /// Checks the declared sizes; returns the payload length.
-    fn check_sizes(
-        &self,
-        at: Location,
-        c: &CommitInfo,
-        page_count: u32,
-    ) -> Result<usize, DecodeError> {
+    /// Checks the declared sizes against the format and the limits; returns
+    /// the payload length.
+    fn check_sizes(&self, c: &CommitInfo, page_count: u32) -> Result<usize, Problem> {
         if !valid_page_size(c.page_size) {
-            return Err(self.err(
-                at,
-                Problem::Invalid {
-                    detail: "page size is not a power of two from 512 to 65536",
-                },
-            ));
+            return Err(Problem::Invalid {
+                detail: "page size is not a power of two from 512 to 65536",
+            });
         }
         if c.db_size_pages == 0 || page_count > c.db_size_pages {
-            return Err(self.err(
-                at,
-                Problem::Invalid {
-                    detail: "page count exceeds the database size",
-                },
-            ));
+            return Err(Problem::Invalid {
+                detail: "page count exceeds the database size",
+            });
         }
         let db = u64::from(c.db_size_pages) * u64::from(c.page_size);
         if db > self.limits.max_database_bytes {
-            return Err(self.err(
-                at,
-                Problem::TooLarge {
-                    declared: db,
-                    limit: self.limits.max_database_bytes,
-                },
-            ));
+            return Err(Problem::TooLarge {
+                declared: db,
+                limit: self.limits.max_database_bytes,
+            });
         }
         let raw = u64::from(page_count) * (u64::from(c.page_size) + 4);
         let limit = self.limits.max_block_bytes.min(usize::MAX as u64);
         if raw > limit {
-            return Err(self.err(
-                at,
-                Problem::TooLarge {
-                    declared: raw,
-                    limit,
-                },
-            ));
+            return Err(Problem::TooLarge {
+                declared: raw,
+                limit,
+            });
         }
         Ok(raw as usize)
     }
-}
-
-/// A record's frame, checked but not yet decompressed.
-struct Frame<'a> {
-    meta: RecordMeta,
-    compressed: &'a [u8],
-    raw_crc: u32,
-    raw_len: usize,
-    /// Offset just past the record.
-    end: usize,
 }
 
 impl Iterator for SegmentReader<'_> {
     type Item = Result<Record, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(r) = self.next_record() {
-            return Some(r);
-        }
-        if self.state == State::Records {
-            if let Err(e) = self.check_trailer() {
-                return Some(Err(e));
-            }
-        }
-        None
+        self.next_record().or_else(|| {
+            let p = self.frames.end()?;
+            Some(Err(self.err(Location::Trailer, p)))
+        })
     }
 }
 

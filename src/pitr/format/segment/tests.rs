@@ -1,5 +1,6 @@
+use super::super::frame::{crc32, TRAILER_LEN};
+use super::super::{Checksum, Location, Problem};
 use super::*;
-use crate::pitr::format::error::{crc32, Checksum, Location, Problem, TRAILER_LEN};
 
 fn object() -> ObjectId {
     ObjectId::from_name(&[9; 32], "segment-tests").unwrap()

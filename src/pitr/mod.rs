@@ -24,8 +24,8 @@ pub(crate) mod wal;
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
 pub use format::{segment, snapshot};
 pub use format::{
-    Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
-    MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+    Checksum, DecodeError, EncodeError, FileKind, IoCause, Limits, Location, Problem,
+    DEFAULT_LEVEL, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
 pub use gc::{gc_object, GcReport};
 pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};

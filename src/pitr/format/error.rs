@@ -1,8 +1,11 @@
 //! The typed errors of the segment and snapshot codecs: what was wrong
 //! (`Problem`), where (`FileKind`, `Location`), and for segments the last
 //! sequence number that was good, so a restore can stop there on purpose.
+//! Errors from zstd and from I/O are kept whole as `source()`.
 
 use std::fmt;
+use std::io;
+use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
 
@@ -63,8 +66,8 @@ pub enum Problem {
     TimeWentBackwards { previous: u64, found: u64 },
     /// A declared size exceeds the decoder's limits or the format's.
     TooLarge { declared: u64, limit: u64 },
-    /// zstd refused the compressed bytes.
-    Decompress { detail: String },
+    /// zstd refused the compressed bytes; `source` is its error.
+    Decompress { source: IoCause },
     /// A field holds a value the format does not allow.
     Invalid { detail: &'static str },
     /// Bytes follow the trailer.
@@ -175,7 +178,7 @@ impl fmt::Display for DecodeError {
             Problem::TooLarge { declared, limit } => {
                 write!(f, "declared size {declared} exceeds the limit {limit}")?
             }
-            Problem::Decompress { detail } => write!(f, "zstd: {detail}")?,
+            Problem::Decompress { source } => write!(f, "zstd: {source}")?,
             Problem::Invalid { detail } => write!(f, "{detail}")?,
             Problem::TrailingBytes { count } => {
                 write!(f, "{count} unexpected bytes after the trailer")?
@@ -190,12 +193,19 @@ impl fmt::Display for DecodeError {
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            Problem::Decompress { source } => Some(source.get()),
+            _ => None,
+        }
+    }
+}
 
 impl From<DecodeError> for Error {
     #[cold]
     fn from(e: DecodeError) -> Self {
-        Error::new(e.kind(), e.to_string())
+        Error::with_source(e.kind(), e)
     }
 }
 
@@ -232,9 +242,9 @@ pub enum EncodeError {
     /// A field holds a value the format does not allow.
     Invalid { detail: &'static str },
     /// zstd failed (out of memory, bad level).
-    Compress { detail: String },
+    Compress { source: IoCause },
     /// Reading the database image failed.
-    Io { detail: String },
+    Io { source: IoCause },
 }
 
 impl EncodeError {
@@ -282,18 +292,63 @@ impl fmt::Display for EncodeError {
             }
             EncodeError::Empty => write!(f, "a segment needs at least one record"),
             EncodeError::Invalid { detail } => write!(f, "{detail}"),
-            EncodeError::Compress { detail } => write!(f, "zstd: {detail}"),
-            EncodeError::Io { detail } => write!(f, "reading the image: {detail}"),
+            EncodeError::Compress { source } => write!(f, "zstd: {source}"),
+            EncodeError::Io { source } => write!(f, "reading the image: {source}"),
         }
     }
 }
 
-impl std::error::Error for EncodeError {}
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EncodeError::Compress { source } | EncodeError::Io { source } => Some(source.get()),
+            _ => None,
+        }
+    }
+}
 
 impl From<EncodeError> for Error {
     #[cold]
     fn from(e: EncodeError) -> Self {
-        Error::new(e.kind(), e.to_string())
+        Error::with_source(e.kind(), e)
+    }
+}
+
+/// An I/O error kept whole, to be the `source()` of the error that carries
+/// it (zstd reports its failures as `io::Error`s too). Shared, so the errors
+/// stay `Clone`; equal when kind and message are, so they stay `Eq`.
+#[derive(Clone)]
+pub struct IoCause(Arc<io::Error>);
+
+impl IoCause {
+    pub fn get(&self) -> &io::Error {
+        &self.0
+    }
+}
+
+impl From<io::Error> for IoCause {
+    fn from(e: io::Error) -> Self {
+        IoCause(Arc::new(e))
+    }
+}
+
+impl PartialEq for IoCause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for IoCause {}
+
+impl fmt::Debug for IoCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for IoCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -319,6 +374,39 @@ mod tests {
         assert_eq!(
             Error::from(EncodeError::Empty).kind(),
             ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn causes_are_kept_as_sources() {
+        use std::error::Error as _;
+        let cause = || IoCause::from(io::Error::other("Unknown frame descriptor"));
+        let e = DecodeError::new(
+            FileKind::Snapshot,
+            Location::Chunk(2),
+            None,
+            Problem::Decompress { source: cause() },
+        );
+        assert_eq!(
+            e.to_string(),
+            "snapshot chunk 2: zstd: Unknown frame descriptor"
+        );
+        let io = e.source().unwrap().downcast_ref::<io::Error>().unwrap();
+        assert_eq!(io.to_string(), "Unknown frame descriptor");
+        // The crate's error keeps the whole DecodeError, which keeps the
+        // zstd error.
+        let err = Error::from(e.clone());
+        assert_eq!(err.message(), e.to_string());
+        let kept = err.source().unwrap().downcast_ref::<DecodeError>().unwrap();
+        assert_eq!(kept, &e);
+        assert!(kept.source().is_some());
+        let enc = EncodeError::Io { source: cause() };
+        assert_eq!(enc.kind(), ErrorKind::Io);
+        assert!(enc.source().unwrap().is::<io::Error>());
+        let err = Error::from(enc.clone());
+        assert_eq!(
+            err.source().unwrap().downcast_ref::<EncodeError>(),
+            Some(&enc)
         );
     }
 }

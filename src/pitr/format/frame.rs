@@ -187,9 +187,7 @@ pub(crate) struct FrameWriter {
 
 impl FrameWriter {
     pub(crate) fn new(level: i32) -> Result<FrameWriter, EncodeError> {
-        let compress_err = |e: std::io::Error| EncodeError::Compress {
-            detail: e.to_string(),
-        };
+        let compress_err = |e: std::io::Error| EncodeError::Compress { source: e.into() };
         let mut c = zstd::bulk::Compressor::new(level).map_err(compress_err)?;
         // Record the content size in the zstd frame header, so the decoder
         // can check it against the declared size before decompressing.
@@ -217,9 +215,7 @@ impl FrameWriter {
         self.compressed.reserve(zstd::compress_bound(payload.len()));
         self.compressor
             .compress_to_buffer(payload, &mut self.compressed)
-            .map_err(|e| EncodeError::Compress {
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| EncodeError::Compress { source: e.into() })?;
         let len = u32::try_from(self.compressed.len()).map_err(|_| EncodeError::TooLarge {
             what,
             size: self.compressed.len() as u64,
@@ -459,9 +455,12 @@ fn decompress_exact(
             })
         }
         Err(code) => {
+            // zstd_safe has only the code; zstd's own API turns it into an
+            // io::Error of the same message.
+            let name = zstd::zstd_safe::get_error_name(code);
             return Err(Problem::Decompress {
-                detail: zstd::zstd_safe::get_error_name(code).to_string(),
-            })
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, name).into(),
+            });
         }
     }
     match zstd::zstd_safe::get_frame_content_size(src) {
@@ -475,18 +474,15 @@ fn decompress_exact(
     let d = match d {
         Some(d) => d,
         None => d.insert(
-            zstd::bulk::Decompressor::new().map_err(|e| Problem::Decompress {
-                detail: e.to_string(),
-            })?,
+            zstd::bulk::Decompressor::new()
+                .map_err(|e| Problem::Decompress { source: e.into() })?,
         ),
     };
     // The buffer never grows: zstd writes into its capacity only.
     let mut out = Vec::with_capacity(len);
     let n = d
         .decompress_to_buffer(src, &mut out)
-        .map_err(|e| Problem::Decompress {
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| Problem::Decompress { source: e.into() })?;
     if n != len || out.len() != len {
         return Err(Problem::Invalid {
             detail: "decompressed size differs from the declared size",

@@ -21,7 +21,7 @@ mod frame;
 pub mod segment;
 pub mod snapshot;
 
-pub use error::{Checksum, DecodeError, EncodeError, FileKind, Location, Problem};
+pub use error::{Checksum, DecodeError, EncodeError, FileKind, IoCause, Location, Problem};
 
 /// Smallest SQLite page size.
 pub const MIN_PAGE_SIZE: u32 = 512;

@@ -158,8 +158,15 @@ impl<W: Write> SnapshotWriter<W> {
 
 impl<W: Write> Write for SnapshotWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_image(buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // The EncodeError rides inside, with the writer's own error (if
+        // that is what failed) as its source and kind.
+        self.write_image(buf).map_err(|e| {
+            let kind = match &e {
+                EncodeError::Io { source } => source.get().kind(),
+                _ => std::io::ErrorKind::InvalidInput,
+            };
+            std::io::Error::new(kind, e)
+        })?;
         Ok(buf.len())
     }
 
@@ -169,7 +176,5 @@ impl<W: Write> Write for SnapshotWriter<W> {
 }
 
 fn io_err(e: std::io::Error) -> EncodeError {
-    EncodeError::Io {
-        detail: e.to_string(),
-    }
+    EncodeError::Io { source: e.into() }
 }

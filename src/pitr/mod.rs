@@ -24,7 +24,7 @@ pub(crate) mod wal;
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
 pub use format::{segment, snapshot};
 pub use format::{
-    Checksum, DecodeError, EncodeError, FileKind, IoCause, Limits, Location, Problem,
+    Checksum, DecodeError, DecodeLimits, EncodeError, FileKind, IoCause, Location, Problem,
     DEFAULT_LEVEL, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
 pub use gc::{gc_object, GcReport};

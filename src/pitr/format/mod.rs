@@ -13,7 +13,7 @@
 //!
 //! The typed decode and encode errors are in [`error`]. Nothing here panics
 //! on input bytes: every read is bounds-checked, every size computation
-//! checked for overflow, and declared sizes are capped by [`Limits`] before
+//! checked for overflow, and declared sizes are capped by [`DecodeLimits`] before
 //! anything is allocated.
 
 pub(crate) mod error;
@@ -40,7 +40,7 @@ pub fn valid_page_size(page_size: u32) -> bool {
 /// above them are refused as [`Problem::TooLarge`], so hostile bytes cannot
 /// make the decoder allocate more than `max_block_bytes` at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct DecodeLimits {
     /// Largest decompressed block: one segment record's payload or one
     /// snapshot chunk. The encoders refuse records above the default.
     pub max_block_bytes: u64,
@@ -49,17 +49,17 @@ pub struct Limits {
     pub max_database_bytes: u64,
 }
 
-impl Limits {
+impl DecodeLimits {
     /// Default: blocks up to 1 GiB, databases up to 1 TiB.
-    pub const DEFAULT: Limits = Limits {
+    pub const DEFAULT: DecodeLimits = DecodeLimits {
         max_block_bytes: 1 << 30,
         max_database_bytes: 1 << 40,
     };
 }
 
-impl Default for Limits {
+impl Default for DecodeLimits {
     fn default() -> Self {
-        Limits::DEFAULT
+        DecodeLimits::DEFAULT
     }
 }
 

@@ -17,7 +17,7 @@
 use crate::id::ObjectId;
 
 use super::frame::Framing;
-use super::{valid_page_size, DecodeError, EncodeError, FileKind, Limits};
+use super::{valid_page_size, DecodeError, DecodeLimits, EncodeError, FileKind};
 
 /// Magic bytes that start every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERSEG";
@@ -171,7 +171,7 @@ fn check_commit(c: &CommitInfo) -> Result<(), EncodeError> {
         });
     }
     let db = u64::from(c.db_size_pages) * u64::from(c.page_size);
-    let limit = Limits::DEFAULT.max_database_bytes;
+    let limit = DecodeLimits::DEFAULT.max_database_bytes;
     if db > limit {
         return Err(EncodeError::TooLarge {
             what: "database",
@@ -213,7 +213,7 @@ fn check_page(
         }
     }
     let raw = (numbers.len() as u64 + 1) * (u64::from(c.page_size) + 4);
-    let limit = Limits::DEFAULT.max_block_bytes;
+    let limit = DecodeLimits::DEFAULT.max_block_bytes;
     if raw > limit {
         return Err(EncodeError::TooLarge {
             what: "record",
@@ -261,11 +261,11 @@ pub struct Segment {
 
 /// Decodes and checks a whole segment, trailer included.
 pub fn decode_segment(bytes: &[u8]) -> Result<Segment, DecodeError> {
-    decode_segment_with(bytes, Limits::DEFAULT)
+    decode_segment_with(bytes, DecodeLimits::DEFAULT)
 }
 
 /// [`decode_segment`] with explicit limits.
-pub fn decode_segment_with(bytes: &[u8], limits: Limits) -> Result<Segment, DecodeError> {
+pub fn decode_segment_with(bytes: &[u8], limits: DecodeLimits) -> Result<Segment, DecodeError> {
     let mut reader = SegmentReader::with_limits(bytes, limits)?;
     let mut records = Vec::new();
     for r in reader.by_ref() {

@@ -3,7 +3,7 @@
 use crate::id::ObjectId;
 
 use super::super::frame::{Frame, FrameReader};
-use super::super::{valid_page_size, DecodeError, FileKind, Limits, Location, Problem};
+use super::super::{valid_page_size, DecodeError, DecodeLimits, FileKind, Location, Problem};
 use super::{CommitInfo, Record, RecordMeta, SegmentHeader, FRAMING, SEGMENT_VERSION};
 
 /// Reads the header of a segment (the first
@@ -55,7 +55,7 @@ pub fn read_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
 /// every record it got has passed both of its CRCs.
 pub struct SegmentReader<'a> {
     header: SegmentHeader,
-    limits: Limits,
+    limits: DecodeLimits,
     frames: FrameReader<'a>,
     /// (seq, commit time) of the last good record, or of the point this
     /// segment continues from.
@@ -72,10 +72,13 @@ struct RecordFrame<'a> {
 impl<'a> SegmentReader<'a> {
     /// Checks the header and positions the reader on the first record.
     pub fn new(bytes: &'a [u8]) -> Result<SegmentReader<'a>, DecodeError> {
-        SegmentReader::with_limits(bytes, Limits::DEFAULT)
+        SegmentReader::with_limits(bytes, DecodeLimits::DEFAULT)
     }
 
-    pub fn with_limits(bytes: &'a [u8], limits: Limits) -> Result<SegmentReader<'a>, DecodeError> {
+    pub fn with_limits(
+        bytes: &'a [u8],
+        limits: DecodeLimits,
+    ) -> Result<SegmentReader<'a>, DecodeError> {
         let header = read_segment_header(bytes)?;
         Ok(SegmentReader {
             frames: FrameReader::new(&FRAMING, bytes, header.record_count),

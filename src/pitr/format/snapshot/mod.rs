@@ -14,7 +14,7 @@ use crate::id::ObjectId;
 
 use super::frame::Framing;
 use super::segment::CommitInfo;
-use super::{DecodeError, EncodeError, FileKind, Limits, DEFAULT_LEVEL};
+use super::{DecodeError, DecodeLimits, EncodeError, FileKind, DEFAULT_LEVEL};
 
 /// Magic bytes that start every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"AMBERSNP";
@@ -107,11 +107,11 @@ pub struct SnapshotChunk {
 
 /// Decodes and checks a whole snapshot, trailer included.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
-    decode_snapshot_with(bytes, Limits::DEFAULT)
+    decode_snapshot_with(bytes, DecodeLimits::DEFAULT)
 }
 
 /// [`decode_snapshot`] with explicit limits.
-pub fn decode_snapshot_with(bytes: &[u8], limits: Limits) -> Result<Snapshot, DecodeError> {
+pub fn decode_snapshot_with(bytes: &[u8], limits: DecodeLimits) -> Result<Snapshot, DecodeError> {
     let mut reader = SnapshotReader::with_limits(bytes, limits)?;
     let mut image = Vec::new();
     for chunk in reader.by_ref() {

@@ -3,7 +3,7 @@
 use crate::id::ObjectId;
 
 use super::super::frame::FrameReader;
-use super::super::{valid_page_size, DecodeError, FileKind, Limits, Location, Problem};
+use super::super::{valid_page_size, DecodeError, DecodeLimits, FileKind, Location, Problem};
 use super::{
     CommitInfo, SnapshotChunk, SnapshotHeader, FRAMING, MAX_CHUNK_BYTES, SNAPSHOT_VERSION,
 };
@@ -11,10 +11,10 @@ use super::{
 /// Reads the header of a snapshot (the first
 /// [`SNAPSHOT_HEADER_LEN`](super::SNAPSHOT_HEADER_LEN) bytes suffice).
 pub fn read_snapshot_header(bytes: &[u8]) -> Result<SnapshotHeader, DecodeError> {
-    read_header(bytes, &Limits::DEFAULT)
+    read_header(bytes, &DecodeLimits::DEFAULT)
 }
 
-fn read_header(bytes: &[u8], limits: &Limits) -> Result<SnapshotHeader, DecodeError> {
+fn read_header(bytes: &[u8], limits: &DecodeLimits) -> Result<SnapshotHeader, DecodeError> {
     let err = |p| FRAMING.header_err(p);
     let mut f = FRAMING.decode_header(bytes)?;
     let page_size = f.u32();
@@ -81,10 +81,13 @@ pub struct SnapshotReader<'a> {
 impl<'a> SnapshotReader<'a> {
     /// Checks the header and positions the reader on the first chunk.
     pub fn new(bytes: &'a [u8]) -> Result<SnapshotReader<'a>, DecodeError> {
-        SnapshotReader::with_limits(bytes, Limits::DEFAULT)
+        SnapshotReader::with_limits(bytes, DecodeLimits::DEFAULT)
     }
 
-    pub fn with_limits(bytes: &'a [u8], limits: Limits) -> Result<SnapshotReader<'a>, DecodeError> {
+    pub fn with_limits(
+        bytes: &'a [u8],
+        limits: DecodeLimits,
+    ) -> Result<SnapshotReader<'a>, DecodeError> {
         let header = read_header(bytes, &limits)?;
         Ok(SnapshotReader {
             frames: FrameReader::new(&FRAMING, bytes, header.chunk_count),

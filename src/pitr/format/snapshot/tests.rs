@@ -122,9 +122,9 @@ fn damage_is_located() {
     ));
     assert!(r.next().is_none());
     assert_eq!(crate::Error::from(e).kind(), crate::ErrorKind::Corruption);
-    let small = Limits {
+    let small = DecodeLimits {
         max_block_bytes: 1024,
-        ..Limits::DEFAULT
+        ..DecodeLimits::DEFAULT
     };
     assert!(matches!(
         decode_snapshot_with(&bytes, small).unwrap_err().problem(),
@@ -133,9 +133,9 @@ fn damage_is_located() {
             limit: 1024
         }
     ));
-    let tiny = Limits {
+    let tiny = DecodeLimits {
         max_database_bytes: 512,
-        ..Limits::DEFAULT
+        ..DecodeLimits::DEFAULT
     };
     assert!(matches!(
         decode_snapshot_with(&bytes, tiny).unwrap_err().problem(),

@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::id::ObjectId;
 
 use super::super::frame::{trailer, FrameWriter};
-use super::super::{valid_page_size, EncodeError, Limits};
+use super::super::{valid_page_size, DecodeLimits, EncodeError};
 use super::{CommitInfo, SnapshotOptions, FRAMING, MAX_CHUNK_BYTES};
 
 /// Writes a snapshot to `out` as the image is fed in, one chunk at a time.
@@ -55,7 +55,7 @@ impl<W: Write> SnapshotWriter<W> {
             });
         }
         let image_len = u64::from(at.db_size_pages) * u64::from(at.page_size);
-        let limit = Limits::DEFAULT.max_database_bytes;
+        let limit = DecodeLimits::DEFAULT.max_database_bytes;
         if image_len > limit {
             return Err(EncodeError::TooLarge {
                 what: "database image",

@@ -317,7 +317,7 @@ impl From<EncodeError> for Error {
 /// An I/O error kept whole, to be the `source()` of the error that carries
 /// it (zstd reports its failures as `io::Error`s too). Shared, so the errors
 /// stay `Clone`; equal when kind and message are, so they stay `Eq`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct IoCause(Arc<io::Error>);
 
 impl IoCause {
@@ -339,12 +339,6 @@ impl PartialEq for IoCause {
 }
 
 impl Eq for IoCause {}
-
-impl fmt::Debug for IoCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 impl fmt::Display for IoCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

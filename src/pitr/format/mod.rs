@@ -11,10 +11,10 @@
 //! - [`snapshot`]: one frame (a *chunk*) per run of pages of a database
 //!   image.
 //!
-//! The typed decode and encode errors are in [`error`]. Nothing here panics
-//! on input bytes: every read is bounds-checked, every size computation
-//! checked for overflow, and declared sizes are capped by [`DecodeLimits`] before
-//! anything is allocated.
+//! The typed errors ([`DecodeError`], [`EncodeError`]) are in `error.rs`.
+//! Nothing here panics on input bytes: every read is bounds-checked, every
+//! size computation checked for overflow, and declared sizes are capped by
+//! [`DecodeLimits`] before anything is allocated.
 
 pub(crate) mod error;
 mod frame;

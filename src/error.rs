@@ -74,6 +74,22 @@ impl Error {
         }
     }
 
+    /// An error of `kind` whose message is `source`'s, keeping `source`
+    /// itself as `source()` so callers can downcast to the typed error.
+    #[cold]
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            kind,
+            message: source.to_string(),
+            sqlite: None,
+            source: Some(Arc::new(source)),
+            owner: None,
+        }
+    }
+
     #[cold]
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidInput, message)

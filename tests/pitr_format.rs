@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use amber::pitr::keys::KeyKind;
 use amber::pitr::{
-    decode_segment, decode_snapshot, encode_segment, encode_snapshot, Bucket, CommitInfo, Limits,
-    Record, SegmentReader, SnapshotOptions, SnapshotReader, SnapshotWriter,
+    decode_segment, decode_snapshot, encode_segment, encode_snapshot, Bucket, CommitInfo,
+    DecodeLimits, Record, SegmentReader, SnapshotOptions, SnapshotReader, SnapshotWriter,
 };
 use amber::{ErrorKind, ObjectId};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -363,7 +363,7 @@ fn reseal(bytes: &mut [u8], header_len: usize, frame_len: usize, len_at: usize, 
 #[test]
 fn resealed_field_mutations_never_panic() {
     let values = [0x00u8, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff];
-    let small = Limits {
+    let small = DecodeLimits {
         max_block_bytes: 1 << 20,
         max_database_bytes: 1 << 30,
     };
@@ -493,9 +493,9 @@ proptest! {
 
 #[test]
 fn limits_are_enforced_on_pinned_bytes() {
-    let small = Limits {
+    let small = DecodeLimits {
         max_block_bytes: 100,
-        ..Limits::DEFAULT
+        ..DecodeLimits::DEFAULT
     };
     let e = amber::pitr::decode_segment_with(&pinned_segment_bytes(), small).unwrap_err();
     assert_eq!(e.record_index(), Some(0));

@@ -1,8 +1,9 @@
 //! Point-in-time recovery: the formats and bucket layout that log shipping,
 //! snapshots and restore are built on.
 //!
-//! - [`segment`]: the WAL pages of a run of commits, one record per commit.
-//! - [`snapshot`]: a whole database image at one commit.
+//! - [`format`]: the bytes: [`segment`] (the WAL pages of a run of
+//!   commits, one record per commit) and [`snapshot`] (a whole database
+//!   image at one commit), framed alike.
 //! - [`keys`]: where segments and snapshots live in the bucket, and
 //!   bookmarks.
 //! - [`bucket`]: an `object_store` backend chosen from a URL.
@@ -10,21 +11,20 @@
 //! `docs/format.md` documents every byte and the reasons for the choices.
 
 pub mod bucket;
-mod codec;
 pub mod diagnose;
 pub mod faulty;
+pub mod format;
 pub mod gc;
 pub mod history;
 pub mod keys;
 pub mod restore;
-pub mod segment;
-pub mod snapshot;
 pub mod verify;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
-pub use codec::{
-    Checksum, DecodeError, EncodeError, FileKind, Limits, Location, Problem, DEFAULT_LEVEL,
-    MAX_PAGE_SIZE, MIN_PAGE_SIZE,
+pub use format::{segment, snapshot};
+pub use format::{
+    Checksum, DecodeError, DecodeLimits, EncodeError, FileKind, IoCause, Location, Problem,
+    DEFAULT_LEVEL, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
 pub use gc::{gc_object, GcReport};
 pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};

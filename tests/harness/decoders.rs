@@ -4,12 +4,12 @@
 //! must agree; what decodes must re-encode to the same content.
 
 use amber::pitr::{
-    decode_segment_with, decode_snapshot_with, encode_segment, Limits, Record, SegmentReader,
+    decode_segment_with, decode_snapshot_with, encode_segment, DecodeLimits, Record, SegmentReader,
     SnapshotOptions, SnapshotReader, SnapshotWriter,
 };
 
 /// Small enough that a forged size stays far below libFuzzer's memory limit.
-const LIMITS: Limits = Limits {
+const LIMITS: DecodeLimits = DecodeLimits {
     max_block_bytes: 1 << 20,
     max_database_bytes: 1 << 30,
 };

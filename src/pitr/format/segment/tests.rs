@@ -1,5 +1,6 @@
+use super::super::frame::{crc32, TRAILER_LEN};
+use super::super::{Checksum, Location, Problem};
 use super::*;
-use crate::pitr::codec::{crc32, Checksum, Location, Problem, TRAILER_LEN};
 
 fn object() -> ObjectId {
     ObjectId::from_name(&[9; 32], "segment-tests").unwrap()
@@ -247,9 +248,9 @@ fn continue_from_checks_the_seam() {
 #[test]
 fn declared_sizes_are_capped_before_allocating() {
     let bytes = encode_segment(&object(), 1, &[record(1, 1, &[1, 2, 3])]).unwrap();
-    let small = Limits {
+    let small = DecodeLimits {
         max_block_bytes: 1000,
-        ..Limits::DEFAULT
+        ..DecodeLimits::DEFAULT
     };
     let e = decode_segment_with(&bytes, small).unwrap_err();
     assert!(matches!(
@@ -259,9 +260,9 @@ fn declared_sizes_are_capped_before_allocating() {
             limit: 1000
         }
     ));
-    let tiny_db = Limits {
+    let tiny_db = DecodeLimits {
         max_database_bytes: 4096,
-        ..Limits::DEFAULT
+        ..DecodeLimits::DEFAULT
     };
     assert!(matches!(
         decode_segment_with(&bytes, tiny_db).unwrap_err().problem(),

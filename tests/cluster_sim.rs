@@ -69,8 +69,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use amber::pitr::faulty::{Faults, FaultyStore, SplitMix};
 use amber::pitr::{Bucket, KeyLayout};
+use amber::testing::{Faults, FaultyStore, SplitMix};
 use amber::{
     BucketConfig, ClusterConfig, Config, DurabilityLevel, ErrorKind, ListOptions, ManualClock,
     Object, Store, Ticket,

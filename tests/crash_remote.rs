@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amber::pitr::faulty::SplitMix;
 use amber::pitr::{RestoreOptions, RestoreTarget};
+use amber::testing::SplitMix;
 use amber::{BucketConfig, Config, DurabilityLevel, Store, Tuning, ValueRef};
 use harness::restored::read_db;
 

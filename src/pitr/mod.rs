@@ -12,7 +12,6 @@
 pub mod bucket;
 mod codec;
 pub mod diagnose;
-pub mod faulty;
 pub mod gc;
 pub mod history;
 pub mod keys;

@@ -18,10 +18,10 @@
 //! # Ok::<(), amber::Error>(())
 //! ```
 
-// Layers, lowest first (tests/layering.rs keeps them so): foundation
-// (error, clock, id, fsutil, background) -> sqlite -> durability -> pitr
-// -> cluster -> ship -> config -> object -> store -> runtime -> server,
-// capi. A module imports only from layers below it.
+// Layers, lowest first (tests/layering.rs keeps them so): clock, testing
+// -> sqlite -> error -> id, fsutil, background -> durability -> pitr ->
+// cluster -> ship -> config -> object -> store -> runtime -> server, capi.
+// A module imports only from layers below it.
 mod background;
 #[cfg(feature = "capi")]
 pub mod capi;
@@ -39,6 +39,8 @@ pub mod server;
 mod ship;
 pub mod sqlite;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use amber::pitr::faulty::{Faults, FaultyStore};
 use amber::pitr::{Bucket, KeyLayout};
+use amber::testing::{Faults, FaultyStore};
 use amber::{
     BucketConfig, ClusterConfig, Config, DurabilityLevel, ErrorKind, ManualClock, Object, Store,
 };

@@ -6,12 +6,17 @@
 //!
 //! `AMBER_CRASH_ROUNDS` (default 100) and `AMBER_CRASH_SEED` control a run.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "support/child.rs"]
+mod child;
+
+use std::io::Write;
 use std::time::Duration;
 
+use amber::testing::SplitMix;
 use amber::{Config, Error, ErrorKind, Store, Tuning, ValueRef};
+
+/// The child's role variable: the data directory.
+const CHILD: &str = "AMBER_CRASH_CHILD";
 
 fn config(dir: &str) -> Config {
     Config::new(dir).with_tuning(Tuning {
@@ -29,7 +34,7 @@ fn value(i: u64) -> Vec<u8> {
 /// The writer. Runs only in the child process.
 #[test]
 fn crash_child_writer() {
-    let Ok(dir) = std::env::var("AMBER_CRASH_CHILD") else {
+    let Some(dir) = child::role(CHILD) else {
         return;
     };
     let store = Store::open(config(&dir)).unwrap();
@@ -92,19 +97,9 @@ fn crash_child_writer() {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn kill_9_loses_no_acknowledged_turn() {
-    if std::env::var("AMBER_CRASH_CHILD").is_ok() {
+    if child::in_child(CHILD) {
         return;
     }
     let rounds: usize = std::env::var("AMBER_CRASH_ROUNDS")
@@ -115,42 +110,18 @@ fn kill_9_loses_no_acknowledged_turn() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed);
-    let mut rng = Rng(seed | 1);
+    let mut rng = SplitMix::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let dir_s = dir.path().to_str().unwrap().to_owned();
     let mut acked_total: Vec<u64> = Vec::new();
     let mut checked_upto = 0i64;
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("AMBER_CRASH_CHILD", &dir_s)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let acked = acked.clone();
-            let stdout = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(i) = line.trim().parse::<u64>() {
-                        acked.lock().unwrap().push(i);
-                    }
-                }
-            })
-        };
-        std::thread::sleep(Duration::from_millis(20 + rng.next() % 150));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        acked_total.extend(acked.lock().unwrap().iter().copied());
+        let writer = child::Command::test("crash_child_writer")
+            .env(CHILD, &dir_s)
+            .spawn();
+        std::thread::sleep(Duration::from_millis(20 + rng.below(150)));
+        let acked = writer.kill_9().numbers();
+        acked_total.extend(acked);
 
         let store = Store::open(config(&dir_s)).unwrap();
         let mut o = store.open_object("crash").unwrap();

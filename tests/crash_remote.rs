@@ -12,18 +12,21 @@
 //!
 //! `AMBER_CRASH_ROUNDS` (default 100) and `AMBER_CRASH_SEED` control a run.
 
+#[path = "support/child.rs"]
+mod child;
 mod harness;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amber::pitr::faulty::SplitMix;
 use amber::pitr::{RestoreOptions, RestoreTarget};
+use amber::testing::SplitMix;
 use amber::{BucketConfig, Config, DurabilityLevel, Store, Tuning, ValueRef};
 use harness::restored::read_db;
+
+/// The child's role variable: `<data dir>|<bucket URL>`.
+const CHILD: &str = "AMBER_CRASH_REMOTE_CHILD";
 
 fn config(dir: &Path, bucket_url: &str) -> Config {
     let mut cfg = Config::new(dir)
@@ -49,7 +52,7 @@ fn value(i: u64) -> Vec<u8> {
 /// The writer. Runs only in the child process.
 #[test]
 fn crash_remote_child_writer() {
-    let Ok(spec) = std::env::var("AMBER_CRASH_REMOTE_CHILD") else {
+    let Some(spec) = child::role(CHILD) else {
         return;
     };
     let (dir, url) = spec.split_once('|').unwrap();
@@ -110,7 +113,7 @@ fn install(data: &Path, url: &str, restored: &Path) {
 
 #[test]
 fn kill_9_at_remote_durability_loses_nothing_the_bucket_acknowledged() {
-    if std::env::var("AMBER_CRASH_REMOTE_CHILD").is_ok() {
+    if child::in_child(CHILD) {
         return;
     }
     let rounds: usize = std::env::var("AMBER_CRASH_ROUNDS")
@@ -135,47 +138,13 @@ fn kill_9_at_remote_durability_loses_nothing_the_bucket_acknowledged() {
         if let Some(prev) = &next_from {
             install(&data, &url, prev);
         }
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash_remote_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(
-                "AMBER_CRASH_REMOTE_CHILD",
-                format!("{}|{url}", data.display()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("AMBER_CRASH_DEBUG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap();
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let acked = acked.clone();
-            let stdout = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(i) = line.trim().parse::<u64>() {
-                        acked.lock().unwrap().push(i);
-                    }
-                }
-            })
-        };
+        let writer = child::Command::test("crash_remote_child_writer")
+            .env(CHILD, format!("{}|{url}", data.display()))
+            .spawn();
         std::thread::sleep(Duration::from_millis(100 + rng.below(300)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        {
-            let a = acked.lock().unwrap();
-            acked_count += a.len();
-            acked_max = acked_max.max(a.iter().copied().max().unwrap_or(0));
-        }
+        let a = writer.kill_9().numbers();
+        acked_count += a.len();
+        acked_max = acked_max.max(a.iter().copied().max().unwrap_or(0));
 
         // The local disk is gone.
         std::fs::remove_dir_all(&data).unwrap();

@@ -1,4 +1,4 @@
-//! Log shipping against a fault-injecting bucket (`amber::pitr::faulty`).
+//! Log shipping against a fault-injecting bucket (`amber::testing`).
 //!
 //! Given a store at `Remote` durability whose bucket fails, delays, loses
 //! answers, answers 409/412, and duplicates and reorders PUTs, seeded:
@@ -19,8 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amber::pitr::faulty::{Faults, FaultyStore, SplitMix};
 use amber::pitr::{Bookmark, Bucket, KeyLayout, RestoreOptions, RestoreTarget};
+use amber::testing::{Faults, FaultyStore, SplitMix};
 use amber::{BucketConfig, Config, DurabilityLevel, Object, Store, ValueRef};
 use harness::restored::{read_db, DbState};
 use object_store::memory::InMemory;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first. Modules in one layer may not import each other.
 const LAYERS: &[&[&str]] = &[
-    &["clock"],
+    &["clock", "testing"],
     &["sqlite"],
     &["error"],
     &["id", "fsutil", "background"],

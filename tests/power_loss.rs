@@ -23,7 +23,7 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use amber::pitr::faulty::SplitMix;
+use amber::testing::SplitMix;
 use amber::{BucketConfig, Config, ListOptions, Store, Tuning};
 
 type Kv = BTreeMap<String, Vec<u8>>;

@@ -1,5 +1,7 @@
 //! Turns, explicit transactions, tickets, and the object lifecycle.
 
+#[path = "support/child.rs"]
+mod child;
 mod common;
 
 use std::sync::mpsc;
@@ -220,7 +222,7 @@ fn one_handle_per_object_per_process() {
 /// object another process holds.
 #[test]
 fn child_open_locked_object() {
-    let Ok(dir) = std::env::var("AMBER_LOCK_CHILD") else {
+    let Some(dir) = child::role("AMBER_LOCK_CHILD") else {
         return;
     };
     let s = amber::Store::open(amber::Config::new(dir)).unwrap();
@@ -236,12 +238,10 @@ fn a_second_process_gets_locked_not_corruption() {
     let mut o = s.open_object("held").unwrap();
     o.put("k", b"v").unwrap();
     o.end_turn().unwrap().wait().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_open_locked_object", "--nocapture"])
+    let out = child::Command::test("child_open_locked_object")
         .env("AMBER_LOCK_CHILD", d.path())
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(42));
+        .run();
+    assert_eq!(out.status.code(), Some(42), "{}", out.stderr.join("\n"));
     assert_eq!(o.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
 

@@ -12,7 +12,6 @@
 
 pub mod bucket;
 pub mod diagnose;
-pub mod faulty;
 pub mod format;
 pub mod gc;
 pub mod history;

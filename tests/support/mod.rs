@@ -38,5 +38,6 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+pub mod child;
 pub mod cluster;
 pub mod server;

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use amber::pitr::faulty::{Faults, FaultyStore};
+//! use amber::testing::{Faults, FaultyStore};
 //! use amber::pitr::{Bucket, KeyLayout};
 //!
 //! let inner = Arc::new(object_store::memory::InMemory::new());
@@ -29,6 +29,9 @@
 //! | `conflict` | `Precondition` (412) or a 409 `Generic` error | no |
 //! | `duplicate` | the answer; the same PUT is sent again later | yes, twice |
 //! | `reorder` | the answer, held back after the write landed | yes |
+//!
+//! A [`Hook`] (`with_hook`) sees each request before the faults do, and
+//! can hold or refuse it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,44 +41,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-/// A SplitMix64 generator: tiny, fast, and good enough to pick faults.
-#[derive(Debug, Clone)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64) -> SplitMix {
-        SplitMix(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
-    /// True with probability `per_mille / 1000`.
-    pub fn chance(&mut self, per_mille: u32) -> bool {
-        per_mille > 0 && self.below(1000) < per_mille as u64
-    }
-}
+use super::hook::{Hook, Op, Request};
+use super::rng::SplitMix;
 
 /// Fault rates, in parts per thousand of requests.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -172,13 +146,6 @@ struct Counters {
     reorders: AtomicU64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Op {
-    Get = 1,
-    Put = 2,
-    List = 3,
-}
-
 /// The decorator. Wrap any store, hand it to `Bucket::from_store`.
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -187,6 +154,7 @@ pub struct FaultyStore {
     outage: AtomicBool,
     draws: Mutex<HashMap<(Op, String), u64>>,
     n: Counters,
+    hook: Option<Arc<dyn Hook>>,
 }
 
 impl fmt::Debug for FaultyStore {
@@ -229,7 +197,14 @@ impl FaultyStore {
             outage: AtomicBool::new(false),
             draws: Mutex::new(HashMap::new()),
             n: Counters::default(),
+            hook: None,
         }
+    }
+
+    /// Runs `hook` before each request from now on (see [`Hook`]).
+    pub fn with_hook(mut self, hook: Arc<dyn Hook>) -> FaultyStore {
+        self.hook = Some(hook);
+        self
     }
 
     /// A decorator that only counts requests.
@@ -300,12 +275,17 @@ impl FaultyStore {
             Op::Get => &self.n.get,
             Op::Put => &self.n.put,
             Op::List => &self.n.list,
+            Op::Delete => &*self.n.delete,
         };
         c.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Delay and refusal, decided before the request reaches the store.
+    /// The hook's say, then delay and refusal, decided before the request
+    /// reaches the store.
     async fn before(&self, op: Op, key: &str) -> Result<(SplitMix, Faults), object_store::Error> {
+        if let Some(hook) = &self.hook {
+            hook.before(Request { op, key }).await?;
+        }
         self.count(op);
         let f = self.faults();
         let mut r = self.rng(op, key);
@@ -407,14 +387,36 @@ impl ObjectStore for FaultyStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        // One DELETE per key, counted as the key goes by.
+        // One DELETE per key, counted as the key goes by (after the hook,
+        // which may refuse it).
         let deletes = self.n.delete.clone();
-        let counted = locations
-            .inspect(move |_| {
-                deletes.fetch_add(1, Ordering::SeqCst);
+        let Some(hook) = self.hook.clone() else {
+            let counted = locations
+                .inspect(move |_| {
+                    deletes.fetch_add(1, Ordering::SeqCst);
+                })
+                .boxed();
+            return self.inner.delete_stream(counted);
+        };
+        let hooked = locations
+            .then(move |location| {
+                let hook = hook.clone();
+                let deletes = deletes.clone();
+                async move {
+                    if let Ok(p) = &location {
+                        let key = p.as_ref();
+                        hook.before(Request {
+                            op: Op::Delete,
+                            key,
+                        })
+                        .await?;
+                    }
+                    deletes.fetch_add(1, Ordering::SeqCst);
+                    location
+                }
             })
             .boxed();
-        self.inner.delete_stream(counted)
+        self.inner.delete_stream(hooked)
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -426,7 +428,21 @@ impl ObjectStore for FaultyStore {
             self.n.errors.fetch_add(1, Ordering::SeqCst);
             return stream::once(async { Err(injected("503 Service Unavailable")) }).boxed();
         }
-        self.inner.list(prefix)
+        let listing = self.inner.list(prefix);
+        let Some(hook) = self.hook.clone() else {
+            return listing;
+        };
+        // The hook runs when the listing is first polled.
+        stream::once(async move {
+            hook.before(Request {
+                op: Op::List,
+                key: &key,
+            })
+            .await
+            .map(|()| listing)
+        })
+        .try_flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
@@ -566,5 +582,94 @@ mod tests {
             }
         );
         assert_eq!(s.injected(), Injected::default());
+    }
+
+    /// Records every request; refuses every one whose key starts with `no`.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(Op, String)>>);
+
+    #[async_trait]
+    impl Hook for Recorder {
+        async fn before(&self, req: Request<'_>) -> object_store::Result<()> {
+            self.0.lock().unwrap().push((req.op, req.key.to_string()));
+            if req.key.starts_with("no") {
+                return Err(injected("refused by the hook"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hook_sees_every_request_and_a_refusal_takes_no_effect() {
+        let rt = rt();
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let hook = Arc::new(Recorder::default());
+        let s = FaultyStore::counting(inner.clone()).with_hook(hook.clone());
+        rt.block_on(async {
+            s.put(&Path::from("yes/1"), PutPayload::from("v"))
+                .await
+                .unwrap();
+            assert!(s
+                .put(&Path::from("no/1"), PutPayload::from("v"))
+                .await
+                .is_err());
+            assert!(inner.get(&Path::from("no/1")).await.is_err(), "it landed");
+            s.get(&Path::from("yes/1")).await.unwrap();
+            assert!(s.get(&Path::from("no/1")).await.is_err());
+            let listed: Vec<_> = s
+                .list(Some(&Path::from("yes")))
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 1);
+            assert!(s
+                .list(Some(&Path::from("no")))
+                .try_collect::<Vec<_>>()
+                .await
+                .is_err());
+            s.list_with_delimiter(None).await.unwrap();
+            let gone: Vec<_> = s
+                .delete_stream(futures_util::stream::iter(vec![Ok(Path::from("yes/1"))]).boxed())
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(gone.len(), 1);
+        });
+        let seen = hook.0.lock().unwrap().clone();
+        let want = [
+            (Op::Put, "yes/1"),
+            (Op::Put, "no/1"),
+            (Op::Get, "yes/1"),
+            (Op::Get, "no/1"),
+            (Op::List, "yes"),
+            (Op::List, "no"),
+            (Op::List, ""),
+            (Op::Delete, "yes/1"),
+        ];
+        let want: Vec<(Op, String)> = want.iter().map(|(o, k)| (*o, k.to_string())).collect();
+        assert_eq!(seen, want);
+        // Refused before they were counted (a LIST is counted at the call).
+        assert_eq!(
+            s.counts(),
+            Counts {
+                get: 1,
+                put: 1,
+                list: 3,
+                delete: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_hook_that_lets_everything_pass_changes_no_fault() {
+        let rt = rt();
+        let plain = FaultyStore::new(Arc::new(InMemory::new()), 9, Faults::chaos());
+        let hooked = FaultyStore::new(Arc::new(InMemory::new()), 9, Faults::chaos())
+            .with_hook(Arc::new(Recorder::default()));
+        assert_eq!(
+            rt.block_on(outcomes(&plain)),
+            rt.block_on(outcomes(&hooked))
+        );
+        assert_eq!(plain.injected(), hooked.injected());
     }
 }

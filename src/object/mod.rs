@@ -296,7 +296,7 @@ impl Object {
         self.shared.syncer.committed(&self.mark, seq);
         let checkpoint_pages = self.shared.config.tuning.checkpoint_pages;
         match &mut self.ship {
-            Some(ship) => ship.committed(&self.conn, &self.dir, seq, now, checkpoint_pages)?,
+            Some(ship) => ship.committed(&self.conn, seq, now, checkpoint_pages)?,
             None => gate::checkpoint_when_long(&self.conn, checkpoint_pages)?,
         }
         Ok(Ticket::new(self.gate_seq, self.mark.clone()))

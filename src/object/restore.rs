@@ -31,11 +31,9 @@ pub(crate) fn bookmark_for_time(shared: &Shared, id: ObjectId, t_ms: u64) -> Res
             retention / 86_400_000
         )));
     }
-    let sh = shared.shipper()?;
-    let bucket = sh.bucket.clone();
-    sh.spawner().block_on(async move {
-        let h = load_history(&bucket, &id).await?;
-        crate::pitr::history::bookmark_for_time(&bucket, &h, t_ms).await
+    shared.on_bucket(move |b| async move {
+        let h = load_history(&b, &id).await?;
+        crate::pitr::history::bookmark_for_time(&b, &h, t_ms).await
     })
 }
 
@@ -53,13 +51,11 @@ impl Object {
     /// The restore starts a new timeline (epoch): the history after
     /// `target` on the old one stays restorable.
     pub fn restore_on_next_open(&mut self, target: Bookmark) -> Result<Bookmark> {
-        let sh = self.shared.shipper()?.clone();
         // The target must be restorable.
         let id = self.id();
-        let bucket = sh.bucket.clone();
-        let h = sh
-            .spawner()
-            .block_on(async move { load_history(&bucket, &id).await })?;
+        let h = self
+            .shared
+            .on_bucket(move |b| async move { load_history(&b, &id).await })?;
         let ok = h.epoch(target.epoch()).is_some_and(|e| {
             e.first_seq().is_some_and(|f| f <= target.seq())
                 && e.last_seq().is_some_and(|l| target.seq() <= l)
@@ -149,12 +145,10 @@ pub(crate) fn restore_into(
     epoch: Option<u64>,
 ) -> Result<()> {
     let marker = dir.join(RESTORE_MARKER);
-    let sh = shared.shipper()?.clone();
     let tmp = dir.join(RESTORE_TMP);
     let _ = std::fs::remove_file(&tmp);
-    let bucket = sh.bucket.clone();
     let tmp2 = tmp.clone();
-    let (report, history) = sh.spawner().block_on(async move {
+    let (report, history) = shared.on_bucket(move |bucket| async move {
         let r = restore_to_file(
             &bucket,
             &id,
@@ -181,15 +175,12 @@ pub(crate) fn restore_into(
         stamp_epoch(&conn, epoch)?;
     }
     let _ = std::fs::remove_file(dir.join(format!("{RESTORE_TMP}-wal")));
-    let bucket = sh.bucket.clone();
-    let now = shared.config.clock.now_ms();
     let m = Manifest {
         epoch,
         parent: Some(report.bookmark),
-        started_ms: now,
+        started_ms: shared.config.clock.now_ms(),
     };
-    sh.spawner()
-        .block_on(async move { write_manifest(&bucket, &id, m).await })?;
+    shared.on_bucket(move |b| async move { write_manifest(&b, &id, m).await })?;
     let _ = std::fs::remove_file(dir.join("db-wal"));
     let _ = std::fs::remove_file(dir.join(HINT_FILE));
     std::fs::rename(&tmp, dir.join("db"))

@@ -3,6 +3,7 @@
 //! process. The store builds it; objects hold it.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +54,16 @@ impl Shared {
         self.shipper.as_ref().ok_or_else(|| {
             Error::invalid("point-in-time recovery needs a bucket; this store's bucket is disabled")
         })
+    }
+
+    /// Runs `f(bucket)` on the store's runtime and waits for it; fails
+    /// when the store has no bucket.
+    pub(crate) fn on_bucket<T, Fut>(&self, f: impl FnOnce(Bucket) -> Fut) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shipper()?.on_bucket(f)
     }
 
     pub(crate) fn bucket(&self) -> Option<&Bucket> {

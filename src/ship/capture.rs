@@ -24,6 +24,8 @@ pub(crate) struct ObjectShip {
     cursor: WalCursor,
     wal: Option<File>,
     wal_path: std::path::PathBuf,
+    /// The database file, read whole for a snapshot.
+    db_path: std::path::PathBuf,
 }
 
 fn record(seq: u64, time_ms: u64, c: WalCommit) -> Result<Record> {
@@ -76,20 +78,15 @@ impl ObjectShip {
             Some(h) => h,
             None => {
                 // No trustworthy local record: ask the bucket (two LISTs).
-                let bucket = shipper.bucket.clone();
-                let ep = shipper
-                    .spawner()
-                    .block_on(async move { load_epoch(&bucket, &id, epoch).await })?;
+                let ep =
+                    shipper.on_bucket(move |b| async move { load_epoch(&b, &id, epoch).await })?;
                 if ep.manifest.is_none() {
-                    let bucket = shipper.bucket.clone();
                     let m = Manifest {
                         epoch,
                         parent: None,
                         started_ms: now_ms,
                     };
-                    shipper
-                        .spawner()
-                        .block_on(async move { write_manifest(&bucket, &id, m).await })?;
+                    shipper.on_bucket(move |b| async move { write_manifest(&b, &id, m).await })?;
                 }
                 let snap = ep.snapshots.iter().map(|s| s.seq).max();
                 ShipInner {
@@ -172,9 +169,10 @@ impl ObjectShip {
             cursor: plan.cursor,
             wal: None,
             wal_path: dir.join("db-wal"),
+            db_path: dir.join("db"),
         };
         if plan.need_snapshot {
-            ship.snapshot(conn, dir, seq, time_ms)?;
+            ship.snapshot(conn, seq, time_ms)?;
         } else {
             for r in plan.backlog {
                 ship.shipper.enqueue(&ship.state, r);
@@ -211,19 +209,13 @@ impl ObjectShip {
     /// Checkpoints everything into the database file (the caller made sure
     /// it is all shipped or is about to be covered by this snapshot), then
     /// queues the file's image as a snapshot at `seq`.
-    pub(crate) fn snapshot(
-        &mut self,
-        conn: &Connection,
-        dir: &Path,
-        seq: u64,
-        time_ms: u64,
-    ) -> Result<()> {
+    pub(crate) fn snapshot(&mut self, conn: &Connection, seq: u64, time_ms: u64) -> Result<()> {
         conn.checkpoint_truncate().map_err(Error::sqlite)?;
         self.wal = None;
         self.cursor = WalCursor::default();
-        let path = dir.join("db");
+        let path = &self.db_path;
         let image =
-            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+            std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let commit = CommitInfo {
             seq,
             commit_time_ms: time_ms,

@@ -3,7 +3,6 @@
 //! after a crash; a snapshot replaces the WAL, so it waits for the same.
 //! Under sustained load these waits are the writer's backpressure.
 
-use std::path::Path;
 use std::time::Duration;
 
 use super::ObjectShip;
@@ -43,7 +42,6 @@ impl ObjectShip {
     pub(crate) fn committed(
         &mut self,
         conn: &Connection,
-        dir: &Path,
         seq: u64,
         time_ms: u64,
         checkpoint_pages: u32,
@@ -54,19 +52,13 @@ impl ObjectShip {
         {
             checkpoint(conn)?;
         }
-        self.snapshot_if_due(conn, dir, seq, time_ms)
+        self.snapshot_if_due(conn, seq, time_ms)
     }
 
     /// Takes a snapshot once the log since the last one outgrows the
     /// database (Cloudflare's rule), everything is shipped, and the minimum
     /// interval has passed.
-    fn snapshot_if_due(
-        &mut self,
-        conn: &Connection,
-        dir: &Path,
-        seq: u64,
-        time_ms: u64,
-    ) -> Result<()> {
+    fn snapshot_if_due(&mut self, conn: &Connection, seq: u64, time_ms: u64) -> Result<()> {
         if self.state.lock().log_bytes < SNAPSHOT_MIN_LOG_BYTES {
             return Ok(());
         }
@@ -84,7 +76,7 @@ impl ObjectShip {
         if !self.state.mark.wait_remote(seq, GATE_WAIT) {
             return Ok(());
         }
-        self.snapshot(conn, dir, seq, time_ms)?;
+        self.snapshot(conn, seq, time_ms)?;
         conn.wal_state().frames.set(0);
         Ok(())
     }

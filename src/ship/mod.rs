@@ -20,6 +20,7 @@ mod queue;
 mod upload;
 mod wal;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -60,9 +61,13 @@ impl Shipper {
         }
     }
 
-    /// The runtime bucket work runs on.
-    pub(crate) fn spawner(&self) -> &Spawner {
-        &self.spawner
+    /// Runs `f(bucket)` on the store's runtime and waits for its answer.
+    pub(crate) fn on_bucket<Fut>(&self, f: impl FnOnce(Bucket) -> Fut) -> Fut::Output
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.spawner.block_on(f(self.bucket.clone()))
     }
 
     /// Queues a committed transaction.

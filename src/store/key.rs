@@ -18,32 +18,13 @@ const KEY_FILE: &str = "store.key";
 pub(super) fn shared_key(dir: &Path, sh: &Shipper) -> Result<[u8; 32]> {
     use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
     let local_path = dir.join(KEY_FILE);
-    let local = match fs::read(&local_path) {
-        Ok(b) => Some(<[u8; 32]>::try_from(b).map_err(|_| {
-            Error::new(
-                ErrorKind::Corruption,
-                format!("{} must hold exactly 32 bytes", local_path.display()),
-            )
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(format!("read {}", local_path.display()), e)),
-    };
-    let bucket = sh.bucket.clone();
-    let key_path = bucket.layout().store_key();
+    let local = read_key(&local_path)?;
     let fresh = match local {
         Some(k) => k,
-        None => {
-            let mut k = [0u8; 32];
-            getrandom::fill(&mut k).map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("no randomness for the store key: {e}"),
-                )
-            })?;
-            k
-        }
+        None => random_key()?,
     };
-    let remote: [u8; 32] = sh.spawner().block_on(async move {
+    let remote: [u8; 32] = sh.on_bucket(move |bucket| async move {
+        let key_path = bucket.layout().store_key();
         let store = bucket.store();
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -84,33 +65,41 @@ pub(super) fn shared_key(dir: &Path, sh: &Shipper) -> Result<[u8; 32]> {
 
 pub(super) fn load_or_create_key(dir: &Path) -> Result<[u8; 32]> {
     let path = dir.join(KEY_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => bytes.try_into().map_err(|_| {
+    if let Some(k) = read_key(&path)? {
+        return Ok(k);
+    }
+    fsutil::write_atomic(&path, &random_key()?)?;
+    // Two processes may race to create the key; the rename makes one file
+    // win, so read back whichever did.
+    read_key(&path)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corruption,
+            format!("{} vanished after it was written", path.display()),
+        )
+    })
+}
+
+/// The key file at `path`, if there is one.
+fn read_key(path: &Path) -> Result<Option<[u8; 32]>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(<[u8; 32]>::try_from(b).map_err(|_| {
             Error::new(
                 ErrorKind::Corruption,
                 format!("{} must hold exactly 32 bytes", path.display()),
             )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("no randomness for the store key: {e}"),
-                )
-            })?;
-            fsutil::write_atomic(&path, &key)?;
-            // Two processes may race to create the key; the rename makes
-            // one file win, so read back whichever did.
-            let bytes =
-                fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-            bytes.try_into().map_err(|_| {
-                Error::new(
-                    ErrorKind::Corruption,
-                    format!("{} is damaged", path.display()),
-                )
-            })
-        }
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
+}
+
+fn random_key() -> Result<[u8; 32]> {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("no randomness for the store key: {e}"),
+        )
+    })?;
+    Ok(k)
 }

@@ -28,10 +28,8 @@ impl Store {
     }
 
     pub fn history_by_id(&self, id: ObjectId) -> Result<History> {
-        let sh = self.shared.shipper()?;
-        let bucket = sh.bucket.clone();
-        sh.spawner()
-            .block_on(async move { load_history(&bucket, &id).await })
+        self.shared
+            .on_bucket(move |b| async move { load_history(&b, &id).await })
     }
 
     /// The last commit of `name` at or before `t_ms` (ms since the Unix
@@ -61,32 +59,25 @@ impl Store {
         out: &Path,
         opts: RestoreOptions,
     ) -> Result<RestoreReport> {
-        let sh = self.shared.shipper()?;
-        let bucket = sh.bucket.clone();
         let out: PathBuf = out.to_path_buf();
-        sh.spawner()
-            .block_on(async move { restore_to_file(&bucket, &id, &target, &out, &opts).await })
+        self.shared
+            .on_bucket(move |b| async move { restore_to_file(&b, &id, &target, &out, &opts).await })
     }
 
     /// Deletes what no restore inside the retention window needs.
     pub fn gc(&self, name: &str) -> Result<GcReport> {
         let id = self.id_from_name(name)?;
-        let sh = self.shared.shipper()?;
-        let bucket = sh.bucket.clone();
         let now = self.config().clock.now_ms();
         let retention = self.config().pitr.retention;
-        sh.spawner()
-            .block_on(async move { gc_object(&bucket, &id, now, retention).await })
+        self.shared
+            .on_bucket(move |b| async move { gc_object(&b, &id, now, retention).await })
     }
 
     /// Probes the bucket's conditional writes and ranged reads.
     pub fn diagnose(&self) -> Result<Diagnosis> {
-        let sh = self.shared.shipper()?;
-        let bucket = sh.bucket.clone();
         let nonce = self.config().clock.now_ms() ^ u64::from(std::process::id()) << 40;
-        Ok(sh
-            .spawner()
-            .block_on(async move { diagnose(&bucket, nonce).await }))
+        self.shared
+            .on_bucket(move |b| async move { Ok(diagnose(&b, nonce).await) })
     }
 
     /// Checks every CRC and the log's continuity for `name`.
@@ -96,9 +87,7 @@ impl Store {
     }
 
     pub fn verify_by_id(&self, id: ObjectId) -> Result<VerifyReport> {
-        let sh = self.shared.shipper()?;
-        let bucket = sh.bucket.clone();
-        sh.spawner()
-            .block_on(async move { verify_object(&bucket, &id).await })
+        self.shared
+            .on_bucket(move |b| async move { verify_object(&b, &id).await })
     }
 }

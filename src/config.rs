@@ -8,6 +8,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::sqlite::DEFAULT_PRAGMAS;
 
 pub use crate::cluster::ClusterConfig;
+pub use crate::journal::JournalOptions;
 pub use crate::ship::PitrConfig;
 
 /// When a commit's ticket resolves.
@@ -123,8 +124,12 @@ pub struct Config {
     pub pitr: PitrConfig,
     pub limits: Limits,
     pub tuning: Tuning,
-    /// Threads that fsync WAL files. Several run at once so that commits of
-    /// different objects share the disk's flushes.
+    /// The store journal, which makes every object's commits durable with
+    /// shared fsyncs.
+    pub journal: JournalOptions,
+    /// With the journal disabled only: threads that fsync objects' WAL
+    /// files, several at once so that the file system can fold their
+    /// flushes together.
     pub sync_threads: usize,
     /// Pragmas user SQL may run.
     pub allowed_pragmas: Vec<String>,
@@ -143,6 +148,7 @@ impl Config {
             pitr: PitrConfig::default(),
             limits: Limits::default(),
             tuning: Tuning::default(),
+            journal: JournalOptions::default(),
             sync_threads: 4,
             allowed_pragmas: DEFAULT_PRAGMAS.iter().map(|s| s.to_string()).collect(),
             clock: Arc::new(SystemClock),
@@ -179,6 +185,16 @@ impl Config {
         self.tuning = tuning;
         self
     }
+
+    pub fn with_journal(mut self, journal: JournalOptions) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    pub fn with_sync_threads(mut self, threads: usize) -> Self {
+        self.sync_threads = threads;
+        self
+    }
 }
 
 impl Default for Config {
@@ -196,6 +212,7 @@ impl std::fmt::Debug for Config {
             .field("pitr", &self.pitr)
             .field("limits", &self.limits)
             .field("tuning", &self.tuning)
+            .field("journal", &self.journal)
             .field("sync_threads", &self.sync_threads)
             .field("cluster", &self.cluster)
             .finish_non_exhaustive()

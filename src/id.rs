@@ -59,6 +59,18 @@ impl ObjectId {
         s
     }
 
+    /// The id with these bytes, as stored in the store journal.
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> ObjectId {
+        ObjectId(bytes)
+    }
+
+    /// This object's directory under the store's `objects` directory,
+    /// fanned out by the first byte so no directory grows too large.
+    pub(crate) fn dir_under(&self, objects_root: &std::path::Path) -> std::path::PathBuf {
+        let hex = self.to_hex();
+        objects_root.join(&hex[..2]).join(hex)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -32,6 +32,7 @@ mod durability;
 mod error;
 mod fsutil;
 mod id;
+mod journal;
 mod object;
 pub mod pitr;
 pub mod runtime;
@@ -44,11 +45,13 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BucketConfig, ClusterConfig, Config, DurabilityLevel, Limits, PitrConfig, Tuning,
+    BucketConfig, ClusterConfig, Config, DurabilityLevel, JournalOptions, Limits, PitrConfig,
+    Tuning,
 };
 pub use durability::Ticket;
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ObjectId, MAX_NAME_BYTES};
+pub use journal::JournalStats;
 pub use object::{Cursor, ListOptions, Object, ReadOptions, Row, WriteOptions};
 pub use sqlite::{Value, ValueRef};
 pub use store::{ObjectInfo, Store};

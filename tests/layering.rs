@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["id", "fsutil", "background"],
     &["durability"],
+    &["journal"],
     &["pitr"],
     &["cluster"],
     &["ship"],

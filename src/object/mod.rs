@@ -11,6 +11,7 @@ mod alarm;
 mod cache;
 mod kv;
 mod open;
+pub(crate) mod replay;
 pub(crate) mod restore;
 pub(crate) mod schema;
 #[cfg(feature = "serde")]
@@ -29,6 +30,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::pitr::Bookmark;
 use crate::ship::{gate, ObjectShip};
+use crate::sqlite::wal::WalTap;
 use crate::sqlite::{Connection, ValueRef};
 
 use cache::KvCache;
@@ -69,6 +71,9 @@ pub struct Object {
     /// Cached default alarm: `None` = not loaded.
     alarm: Option<Option<u64>>,
     savepoints: Vec<TouchSet>,
+    /// Reads each commit's frames back out of the WAL, for the journal
+    /// and for shipping.
+    tap: WalTap,
     /// Log shipping, when the store has a bucket.
     ship: Option<ObjectShip>,
     epoch: u64,
@@ -293,11 +298,44 @@ impl Object {
             self.gate_seq = seq;
         }
         self.turn = Turn::default();
-        self.shared.syncer.committed(&self.mark, seq);
+        let commits = if self.shared.journal.is_some() || self.ship.is_some() {
+            let frames = self.conn.wal_state().frames.get();
+            let commits = self
+                .tap
+                .read_new(frames)
+                .map_err(|e| Error::io(format!("read {}", self.tap.path().display()), e))?;
+            if commits.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Corruption,
+                    format!("commit {seq} left no frames in the WAL"),
+                ));
+            }
+            commits
+        } else {
+            Vec::new()
+        };
+        match (&self.shared.journal, &self.shared.syncer) {
+            (Some(j), _) => {
+                let first = seq + 1 - commits.len() as u64;
+                j.append(&self.mark, &self.id, self.epoch, first, now, &commits)?;
+            }
+            (None, Some(s)) => s.committed(&self.mark, seq),
+            (None, None) => unreachable!("a store has a journal or a syncer"),
+        }
         let checkpoint_pages = self.shared.config.tuning.checkpoint_pages;
-        match &mut self.ship {
-            Some(ship) => ship.committed(&self.conn, seq, now, checkpoint_pages)?,
+        let synced = match &mut self.ship {
+            Some(ship) => ship.committed(
+                &self.conn,
+                &mut self.tap,
+                &commits,
+                seq,
+                now,
+                checkpoint_pages,
+            )?,
             None => gate::checkpoint_when_long(&self.conn, checkpoint_pages)?,
+        };
+        if let (true, Some(j)) = (synced, &self.shared.journal) {
+            j.synced(&self.id, self.epoch, seq);
         }
         Ok(Ticket::new(self.gate_seq, self.mark.clone()))
     }

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::ship::{gate, ObjectShip};
+use crate::sqlite::wal::WalTap;
 use crate::sqlite::{Connection, Limit, ValueRef, PAGE_SIZE};
 
 /// WAL files are truncated back to this after a checkpoint.
@@ -88,6 +89,14 @@ impl Object {
         }
         let fence = activation.map(|a| a.fence);
         let remote_level = shared.config.durability == DurabilityLevel::Remote;
+        // The tap starts at the WAL's end; shipping learns what it holds.
+        let mut tap = WalTap::new(dir.join("db-wal"));
+        let in_wal = if shared.journal.is_some() || shared.shipper.is_some() {
+            tap.read_all()
+                .map_err(|e| Error::io(format!("read {}", tap.path().display()), e))?
+        } else {
+            Vec::new()
+        };
         let plan = match &shared.shipper {
             Some(sh) => Some(ObjectShip::prepare(
                 sh,
@@ -97,9 +106,11 @@ impl Object {
                 time_ms,
                 epoch,
                 shared.config.clock.now_ms(),
+                &in_wal,
             )?),
             None => None,
         };
+        drop(in_wal);
         let remote_seq = plan.as_ref().map_or(0, |p| p.shipped());
         let mark = Arc::new(Watermark::new(
             dir.join("db-wal"),
@@ -114,6 +125,7 @@ impl Object {
                 id,
                 &dir,
                 &conn,
+                &mut tap,
                 plan,
                 mark.clone(),
                 seq,
@@ -146,6 +158,7 @@ impl Object {
             broken: None,
             alarm: None,
             savepoints: Vec::new(),
+            tap,
             ship,
             epoch,
             fence,
@@ -187,7 +200,8 @@ fn configure(conn: &Connection, shared: &Shared, is_new: bool) -> Result<()> {
     // Exclusive locking: no shared-memory file, one fd fewer, and a second
     // process that slips past the lock file still cannot write.
     sql.push_str("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;");
-    // NORMAL: commits do not fsync (the syncer does, shared), checkpoints do.
+    // NORMAL: commits do not fsync (the store journal does, shared by
+    // every object), checkpoints do.
     sql.push_str("PRAGMA synchronous = NORMAL;");
     sql.push_str(&format!(
         "PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \

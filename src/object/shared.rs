@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::durability::Syncer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
+use crate::journal::Journal;
 use crate::pitr::Bucket;
 use crate::ship::Shipper;
 
@@ -24,7 +25,10 @@ pub(crate) struct Shared {
     /// while the runtime still runs.
     pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) config: Config,
-    pub(crate) syncer: Syncer,
+    /// How `Local` durability is reached: the store journal, or (with the
+    /// journal disabled) the per-object syncer. Exactly one is set.
+    pub(crate) journal: Option<Journal>,
+    pub(crate) syncer: Option<Syncer>,
     pub(crate) shipper: Option<Arc<Shipper>>,
     open: Mutex<HashSet<ObjectId>>,
     /// The store's async runtime, held for its `Drop`; declared last so
@@ -36,12 +40,16 @@ impl Shared {
     pub(crate) fn new(
         config: Config,
         background: Background,
+        journal: Option<Journal>,
         shipper: Option<Arc<Shipper>>,
         cluster: Option<Arc<Cluster>>,
     ) -> Shared {
         Shared {
             cluster,
-            syncer: Syncer::start(config.sync_threads),
+            syncer: journal
+                .is_none()
+                .then(|| Syncer::start(config.sync_threads)),
+            journal,
             config,
             shipper,
             open: Mutex::new(HashSet::new()),
@@ -71,12 +79,7 @@ impl Shared {
     }
 
     pub(crate) fn object_dir(&self, id: &ObjectId) -> PathBuf {
-        let hex = id.to_hex();
-        self.config
-            .data_dir
-            .join(OBJECTS_DIR)
-            .join(&hex[..2])
-            .join(hex)
+        id.dir_under(&self.config.data_dir.join(OBJECTS_DIR))
     }
 
     /// Claims `id` for one handle in this process.

@@ -3,12 +3,10 @@
 //! images, and on open ship whatever the local WAL holds that the bucket
 //! does not.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::queue::{read_hint, ShipInner, ShipState, SnapshotJob};
-use super::wal::{read_commits, WalCommit, WalCursor};
 use super::{Shipper, HINT_FILE};
 use crate::cluster::Fence;
 use crate::durability::Watermark;
@@ -16,19 +14,17 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::pitr::history::{load_epoch, write_manifest, Manifest};
 use crate::pitr::{CommitInfo, Record};
+use crate::sqlite::wal::{WalCommit, WalTap};
 use crate::sqlite::{Connection, PAGE_SIZE};
 
 pub(crate) struct ObjectShip {
     pub(crate) state: Arc<ShipState>,
     pub(crate) shipper: Arc<Shipper>,
-    cursor: WalCursor,
-    wal: Option<File>,
-    wal_path: std::path::PathBuf,
     /// The database file, read whole for a snapshot.
     db_path: std::path::PathBuf,
 }
 
-fn record(seq: u64, time_ms: u64, c: WalCommit) -> Result<Record> {
+fn record(seq: u64, time_ms: u64, c: &WalCommit) -> Result<Record> {
     let db = c.db_size_pages;
     Ok(Record::with_pages(
         CommitInfo {
@@ -39,7 +35,10 @@ fn record(seq: u64, time_ms: u64, c: WalCommit) -> Result<Record> {
         },
         // A transaction that shrank the file may have touched pages past
         // its final size; they are not part of the committed state.
-        c.pages.into_iter().filter(|(p, _)| *p <= db),
+        c.pages
+            .iter()
+            .filter(|(p, _)| *p <= db)
+            .map(|(p, d)| (*p, d)),
     )?)
 }
 
@@ -48,7 +47,6 @@ pub(crate) struct ShipPlan {
     inner: ShipInner,
     backlog: Vec<Record>,
     need_snapshot: bool,
-    cursor: WalCursor,
     hint_path: std::path::PathBuf,
 }
 
@@ -60,9 +58,9 @@ impl ShipPlan {
 }
 
 impl ObjectShip {
-    /// Works out what an object just opened at (`seq`, `time_ms`, `epoch`)
-    /// must ship: the local WAL's commits the bucket lacks, or a snapshot
-    /// when the epoch has no base or the two do not meet.
+    /// Works out what an object just opened at (`seq`, `time_ms`, `epoch`),
+    /// whose WAL holds `commits`, must ship: the ones the bucket lacks, or
+    /// a snapshot when the epoch has no base or the two do not meet.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn prepare(
         shipper: &Arc<Shipper>,
@@ -72,6 +70,7 @@ impl ObjectShip {
         time_ms: u64,
         epoch: u64,
         now_ms: u64,
+        commits: &[WalCommit],
     ) -> Result<ShipPlan> {
         let hint_path = dir.join(HINT_FILE);
         let inner = match read_hint(&hint_path).filter(|h| h.epoch == epoch) {
@@ -105,13 +104,6 @@ impl ObjectShip {
         };
         let shipped = inner.shipped;
         let has_base = inner.snapshot_seq.is_some();
-        let wal_path = dir.join("db-wal");
-        let mut cursor = WalCursor::default();
-        let commits = match File::open(&wal_path) {
-            Ok(f) => read_commits(&f, &mut cursor, None)
-                .map_err(|e| Error::io(format!("read {}", wal_path.display()), e))?,
-            Err(_) => Vec::new(),
-        };
         // Every commit in the WAL bumped the sequence number by one, so the
         // WAL holds commits seq-g+1 ..= seq.
         let g = commits.len() as u64;
@@ -129,7 +121,7 @@ impl ObjectShip {
         let mut need_snapshot = !has_base;
         if has_base && shipped < seq {
             if shipped + 1 >= first_in_wal {
-                for (i, c) in commits.into_iter().enumerate() {
+                for (i, c) in commits.iter().enumerate() {
                     let s = first_in_wal + i as u64;
                     if s > shipped {
                         backlog.push(record(s, time_ms, c)?);
@@ -144,7 +136,6 @@ impl ObjectShip {
             inner,
             backlog,
             need_snapshot,
-            cursor,
             hint_path,
         })
     }
@@ -156,6 +147,7 @@ impl ObjectShip {
         id: ObjectId,
         dir: &Path,
         conn: &Connection,
+        tap: &mut WalTap,
         plan: ShipPlan,
         mark: Arc<Watermark>,
         seq: u64,
@@ -166,13 +158,10 @@ impl ObjectShip {
         let mut ship = ObjectShip {
             state,
             shipper,
-            cursor: plan.cursor,
-            wal: None,
-            wal_path: dir.join("db-wal"),
             db_path: dir.join("db"),
         };
         if plan.need_snapshot {
-            ship.snapshot(conn, seq, time_ms)?;
+            ship.snapshot(conn, tap, seq, time_ms)?;
         } else {
             for r in plan.backlog {
                 ship.shipper.enqueue(&ship.state, r);
@@ -181,25 +170,10 @@ impl ObjectShip {
         Ok(ship)
     }
 
-    /// Captures the commit that just happened (`seq`), whose WAL now holds
-    /// `frames` frames, and queues it.
-    pub(crate) fn capture(&mut self, frames: u32, seq: u64, time_ms: u64) -> Result<()> {
-        if self.wal.is_none() {
-            let f = File::open(&self.wal_path)
-                .map_err(|e| Error::io(format!("open {}", self.wal_path.display()), e))?;
-            self.wal = Some(f);
-        }
-        let wal = self.wal.as_ref().expect("opened above");
-        let commits = read_commits(wal, &mut self.cursor, Some(frames as u64))
-            .map_err(|e| Error::io(format!("read {}", self.wal_path.display()), e))?;
+    /// Queues the commits that just happened, the last of them `seq`.
+    pub(crate) fn capture(&mut self, commits: &[WalCommit], seq: u64, time_ms: u64) -> Result<()> {
         let n = commits.len() as u64;
-        if n == 0 {
-            return Err(Error::new(
-                ErrorKind::Corruption,
-                format!("commit {seq} left no frames in the WAL to ship"),
-            ));
-        }
-        for (i, c) in commits.into_iter().enumerate() {
+        for (i, c) in commits.iter().enumerate() {
             let s = seq + 1 - n + i as u64;
             self.shipper.enqueue(&self.state, record(s, time_ms, c)?);
         }
@@ -209,10 +183,15 @@ impl ObjectShip {
     /// Checkpoints everything into the database file (the caller made sure
     /// it is all shipped or is about to be covered by this snapshot), then
     /// queues the file's image as a snapshot at `seq`.
-    pub(crate) fn snapshot(&mut self, conn: &Connection, seq: u64, time_ms: u64) -> Result<()> {
+    pub(crate) fn snapshot(
+        &mut self,
+        conn: &Connection,
+        tap: &mut WalTap,
+        seq: u64,
+        time_ms: u64,
+    ) -> Result<()> {
         conn.checkpoint_truncate().map_err(Error::sqlite)?;
-        self.wal = None;
-        self.cursor = WalCursor::default();
+        tap.reset();
         let path = &self.db_path;
         let image =
             std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;

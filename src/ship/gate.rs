@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::ObjectShip;
 use crate::error::{Error, Result};
+use crate::sqlite::wal::{WalCommit, WalTap};
 use crate::sqlite::{Connection, PAGE_SIZE};
 
 /// The log since the last snapshot must reach this before a snapshot is
@@ -23,44 +24,59 @@ pub(crate) const SHIPPED_WAIT: Duration = Duration::from_secs(60);
 const PAGE_COUNT: &str = "PRAGMA page_count";
 
 /// Without a bucket: checkpoints once the WAL holds `checkpoint_pages`.
-pub(crate) fn checkpoint_when_long(conn: &Connection, checkpoint_pages: u32) -> Result<()> {
+/// Returns true when the object's files now hold every commit durably.
+pub(crate) fn checkpoint_when_long(conn: &Connection, checkpoint_pages: u32) -> Result<bool> {
     if conn.wal_state().frames.get() < checkpoint_pages {
-        return Ok(());
+        return Ok(false);
     }
     checkpoint(conn)
 }
 
-fn checkpoint(conn: &Connection) -> Result<()> {
-    conn.checkpoint_passive().map_err(Error::sqlite)?;
+/// A checkpoint under `synchronous = NORMAL` fsyncs the WAL before it
+/// copies and the database after; one that copied every frame leaves all
+/// commits durable in the object's own files.
+fn checkpoint(conn: &Connection) -> Result<bool> {
+    let (log, done) = conn.checkpoint_passive().map_err(Error::sqlite)?;
     conn.wal_state().frames.set(0);
-    Ok(())
+    Ok(log == done)
 }
 
 impl ObjectShip {
-    /// After commit `seq` (at `time_ms`): ship it, then checkpoint or
-    /// snapshot if that is due and everything is shipped.
+    /// After `commits` (the last of them `seq`, at `time_ms`): ship them,
+    /// then checkpoint or snapshot if that is due and everything is
+    /// shipped. Returns true when the object's files now hold every commit
+    /// durably.
     pub(crate) fn committed(
         &mut self,
         conn: &Connection,
+        tap: &mut WalTap,
+        commits: &[WalCommit],
         seq: u64,
         time_ms: u64,
         checkpoint_pages: u32,
-    ) -> Result<()> {
-        self.capture(conn.wal_state().frames.get(), seq, time_ms)?;
+    ) -> Result<bool> {
+        self.capture(commits, seq, time_ms)?;
+        let mut synced = false;
         if conn.wal_state().frames.get() >= checkpoint_pages
             && self.state.mark.wait_remote(seq, GATE_WAIT)
         {
-            checkpoint(conn)?;
+            synced = checkpoint(conn)?;
         }
-        self.snapshot_if_due(conn, seq, time_ms)
+        Ok(self.snapshot_if_due(conn, tap, seq, time_ms)? || synced)
     }
 
     /// Takes a snapshot once the log since the last one outgrows the
     /// database (Cloudflare's rule), everything is shipped, and the minimum
     /// interval has passed.
-    fn snapshot_if_due(&mut self, conn: &Connection, seq: u64, time_ms: u64) -> Result<()> {
+    fn snapshot_if_due(
+        &mut self,
+        conn: &Connection,
+        tap: &mut WalTap,
+        seq: u64,
+        time_ms: u64,
+    ) -> Result<bool> {
         if self.state.lock().log_bytes < SNAPSHOT_MIN_LOG_BYTES {
-            return Ok(());
+            return Ok(false);
         }
         let pages = conn
             .internal(|| {
@@ -71,14 +87,15 @@ impl ObjectShip {
             .map_err(Error::sqlite)? as u64;
         let now = self.shipper.clock.now_ms();
         if !self.snapshot_due(pages * u64::from(PAGE_SIZE), now) {
-            return Ok(());
+            return Ok(false);
         }
         if !self.state.mark.wait_remote(seq, GATE_WAIT) {
-            return Ok(());
+            return Ok(false);
         }
-        self.snapshot(conn, seq, time_ms)?;
+        // A TRUNCATE checkpoint, fsynced like any other.
+        self.snapshot(conn, tap, seq, time_ms)?;
         conn.wal_state().frames.set(0);
-        Ok(())
+        Ok(true)
     }
 
     /// Whether the log since the last snapshot has outgrown the database,

@@ -18,7 +18,6 @@ mod config;
 pub(crate) mod gate;
 mod queue;
 mod upload;
-mod wal;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,6 +7,7 @@ mod connection;
 mod error;
 mod statement;
 mod value;
+pub(crate) mod wal;
 
 pub(crate) use authorizer::{is_trivia, leading_keyword};
 pub use authorizer::{Denial, DEFAULT_PRAGMAS};

@@ -28,7 +28,8 @@ use crate::config::{BucketConfig, Config, DurabilityLevel};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
-use crate::object::{Object, Shared, OBJECTS_DIR};
+use crate::journal::{Journal, JournalStats};
+use crate::object::{replay, Object, Shared, OBJECTS_DIR};
 use crate::pitr::Bucket;
 use crate::ship::Shipper;
 
@@ -101,10 +102,32 @@ impl Store {
                 config.clock.clone(),
             )?),
         };
-        Ok(Store {
-            shared: Arc::new(Shared::new(config, background, shipper, cluster)),
-            key,
-        })
+        let (journal, earlier_boot) = if config.journal.enabled {
+            let (j, files) = Journal::open(
+                &config.data_dir,
+                config.data_dir.join(OBJECTS_DIR),
+                config.journal.clone(),
+            )?;
+            (Some(j), files)
+        } else {
+            (None, Vec::new())
+        };
+        let shared = Arc::new(Shared::new(config, background, journal, shipper, cluster));
+        // After a power cut: put back what objects' WALs lost, before
+        // anyone can open them.
+        for file in earlier_boot {
+            replay::replay_file(&shared, file)?;
+        }
+        Ok(Store { shared, key })
+    }
+
+    /// How much the store journal shares its fsyncs; zeros when the
+    /// journal is disabled.
+    pub fn journal_stats(&self) -> JournalStats {
+        self.shared
+            .journal
+            .as_ref()
+            .map_or_else(JournalStats::default, Journal::stats)
     }
 
     pub fn config(&self) -> &Config {

@@ -1,4 +1,5 @@
-//! Reading committed transactions out of a SQLite WAL file.
+//! Reading committed transactions out of a SQLite WAL file, and writing
+//! them back into one.
 //!
 //! amber captures each commit's frames in-process, right after the commit,
 //! by reading the WAL file the way SQLite's own recovery does: frames are
@@ -7,15 +8,22 @@
 //! database size (a commit frame). The reader keeps a cursor, so each call
 //! returns only the commits that appeared since the last one, and notices
 //! when the WAL restarted (new salts) after a checkpoint.
+//!
+//! Writing is for recovery only: commits that the store journal holds but
+//! the object's WAL lost in a power cut are appended as frames after the
+//! WAL's valid prefix, so that SQLite's own recovery replays them.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 const WAL_HEADER: usize = 32;
 const FRAME_HEADER: usize = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
+/// The only WAL format version SQLite writes and accepts.
+const WAL_VERSION: u32 = 3_007_000;
 
 /// One committed transaction: its pages (last version of each) and the
 /// database size in pages after it.
@@ -155,6 +163,154 @@ pub(crate) fn read_commits(
         }
     }
     Ok(out)
+}
+
+/// Reads one object's commits out of its WAL as they happen: the handle
+/// and cursor stay open between commits, so each read costs only the new
+/// frames.
+pub(crate) struct WalTap {
+    path: PathBuf,
+    file: Option<File>,
+    cursor: WalCursor,
+}
+
+impl WalTap {
+    pub(crate) fn new(path: PathBuf) -> WalTap {
+        WalTap {
+            path,
+            file: None,
+            cursor: WalCursor::default(),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every commit the WAL holds now, from its start; later reads return
+    /// only what follows. A missing WAL holds none.
+    pub(crate) fn read_all(&mut self) -> io::Result<Vec<WalCommit>> {
+        self.reset();
+        match File::open(&self.path) {
+            Ok(f) => self.file = Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        }
+        read_commits(
+            self.file.as_ref().expect("set above"),
+            &mut self.cursor,
+            None,
+        )
+    }
+
+    /// The commits since the last read, at most `frames` frames into the
+    /// WAL (the count SQLite's WAL hook reported).
+    pub(crate) fn read_new(&mut self, frames: u32) -> io::Result<Vec<WalCommit>> {
+        if self.file.is_none() {
+            self.file = Some(File::open(&self.path)?);
+        }
+        let f = self.file.as_ref().expect("set above");
+        read_commits(f, &mut self.cursor, Some(u64::from(frames)))
+    }
+
+    /// Forgets the position: after a checkpoint that truncated the WAL.
+    pub(crate) fn reset(&mut self) {
+        self.file = None;
+        self.cursor = WalCursor::default();
+    }
+}
+
+/// Appends `commits` to the WAL at `path` right after its last valid
+/// commit, and cuts off whatever followed it. A missing or invalid WAL is
+/// started afresh with new salts. The database must be closed.
+pub(crate) fn append_commits(path: &Path, commits: &[WalCommit]) -> io::Result<()> {
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let mut cursor = WalCursor::default();
+    let header = read_header(&file)?;
+    let page_size = commits.first().map_or(0, |c| c.page_size);
+    let h = match header {
+        Some(h) if h.page_size == page_size => {
+            read_commits(&file, &mut cursor, None)?;
+            h
+        }
+        old => {
+            // Fresh salts, different from any older generation's, so no
+            // stale frame can pass for one of ours.
+            let salt1 = old.map_or(0, |h| h.salts.0).wrapping_add(1);
+            let salt2 = random_u32();
+            let mut b = [0u8; WAL_HEADER];
+            b[0..4].copy_from_slice(&MAGIC_LE.to_be_bytes());
+            b[4..8].copy_from_slice(&WAL_VERSION.to_be_bytes());
+            b[8..12].copy_from_slice(&page_size.to_be_bytes());
+            b[16..20].copy_from_slice(&salt1.to_be_bytes());
+            b[20..24].copy_from_slice(&salt2.to_be_bytes());
+            let sum = checksum(false, &b[..24], (0, 0));
+            b[24..28].copy_from_slice(&sum.0.to_be_bytes());
+            b[28..32].copy_from_slice(&sum.1.to_be_bytes());
+            file.write_all_at(&b, 0)?;
+            cursor = WalCursor {
+                salts: Some((salt1, salt2)),
+                next_frame: 0,
+                checksum: sum,
+            };
+            Header {
+                big_endian: false,
+                page_size,
+                salts: (salt1, salt2),
+                checksum: sum,
+            }
+        }
+    };
+    let ps = h.page_size as usize;
+    let frame_len = FRAME_HEADER + ps;
+    let mut sum = cursor.checksum;
+    let mut frame = cursor.next_frame;
+    let mut buf = vec![0u8; frame_len];
+    for c in commits {
+        if c.page_size != h.page_size || c.pages.iter().any(|(_, p)| p.len() != ps) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a commit's page size does not match the WAL's",
+            ));
+        }
+        for (i, (pgno, page)) in c.pages.iter().enumerate() {
+            let last = i + 1 == c.pages.len();
+            buf[0..4].copy_from_slice(&pgno.to_be_bytes());
+            let size = if last { c.db_size_pages } else { 0 };
+            buf[4..8].copy_from_slice(&size.to_be_bytes());
+            buf[8..12].copy_from_slice(&h.salts.0.to_be_bytes());
+            buf[12..16].copy_from_slice(&h.salts.1.to_be_bytes());
+            buf[FRAME_HEADER..].copy_from_slice(page);
+            sum = checksum(h.big_endian, &buf[..8], sum);
+            sum = checksum(h.big_endian, &buf[FRAME_HEADER..], sum);
+            buf[16..20].copy_from_slice(&sum.0.to_be_bytes());
+            buf[20..24].copy_from_slice(&sum.1.to_be_bytes());
+            file.write_all_at(&buf, WAL_HEADER as u64 + frame * frame_len as u64)?;
+            frame += 1;
+        }
+    }
+    file.set_len(WAL_HEADER as u64 + frame * frame_len as u64)?;
+    Ok(())
+}
+
+/// A salt that differs between runs; it needs no strength, only change.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish() as u32
 }
 
 #[cfg(test)]

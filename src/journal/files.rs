@@ -1,0 +1,250 @@
+//! Journal files on disk: names, creation, the boot they belong to, and
+//! reading them back.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::format::{self, BootId, Peek, RecordHead};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::ObjectId;
+use crate::sqlite::wal::WalCommit;
+
+const EXT: &str = "jnl";
+
+pub(super) fn name(gen: u64) -> String {
+    format!("{gen:016x}.{EXT}")
+}
+
+fn parse_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".jnl")?;
+    (stem.len() == 16)
+        .then(|| u64::from_str_radix(stem, 16).ok())
+        .flatten()
+}
+
+/// This boot's identity (Linux's `boot_id`); all zeros where the kernel
+/// does not say, which makes every file look like an earlier boot's, so
+/// replay always runs: slower, never wrong.
+pub(super) fn boot_id() -> BootId {
+    let mut id = [0u8; 16];
+    let Ok(s) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+        return id;
+    };
+    let hex: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
+    if hex.len() != 32 {
+        return [0u8; 16];
+    }
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        let s = std::str::from_utf8(pair).expect("hex digits");
+        id[i] = u8::from_str_radix(s, 16).expect("hex digits");
+    }
+    id
+}
+
+/// Creates journal file `gen` (or the next free one), with its header
+/// written and its lock held through the returned handle.
+pub(super) fn create(dir: &Path, mut gen: u64, boot: &BootId) -> Result<(u64, PathBuf, File)> {
+    crate::fsutil::create_dir_durable(dir)?;
+    loop {
+        let path = dir.join(name(gen));
+        let file = match File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Another process took this number.
+                gen += 1;
+                continue;
+            }
+            Err(e) => return Err(Error::io(format!("create {}", path.display()), e)),
+        };
+        file.try_lock()
+            .map_err(|e| Error::io(format!("lock {}", path.display()), io::Error::other(e)))?;
+        file.write_all_at(&format::file_header(boot), 0)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        return Ok((gen, path, file));
+    }
+}
+
+/// A journal file seen at open, written earlier in this boot.
+pub(super) struct SameBoot {
+    pub(super) gen: u64,
+    pub(super) path: PathBuf,
+    pub(super) bytes: u64,
+}
+
+pub(super) struct Found {
+    pub(super) same_boot: Vec<SameBoot>,
+    pub(super) earlier_boot: Vec<ReplayFile>,
+}
+
+/// Lists the journal files in `dir`. Files from an earlier boot are
+/// locked (waiting for another process that is replaying them) and read
+/// whole; files from this boot are only listed.
+pub(super) fn scan(dir: &Path, boot: &BootId) -> Result<Found> {
+    let mut found = Found {
+        same_boot: Vec::new(),
+        earlier_boot: Vec::new(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    let mut names: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let gen = parse_name(e.file_name().to_str()?)?;
+            Some((gen, e.path()))
+        })
+        .collect();
+    names.sort();
+    for (gen, path) in names {
+        let file = match File::options().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            // Retired by another process since the listing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        let mut h = [0u8; format::FILE_HEADER];
+        let header = match file.read_exact_at(&mut h, 0) {
+            Ok(()) => format::read_header(&h),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        match header {
+            Some(b) if b == *boot && b != [0u8; 16] => {
+                found.same_boot.push(SameBoot { gen, path, bytes })
+            }
+            // A file whose header never reached the disk holds nothing
+            // durable; it is retired like any other, after replay.
+            _ => {
+                file.lock()
+                    .map_err(|e| Error::io(format!("lock {}", path.display()), e))?;
+                if file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
+                    // Another process replayed and retired it while we
+                    // waited for the lock.
+                    continue;
+                }
+                found
+                    .earlier_boot
+                    .push(ReplayFile::read(path, file, header.is_some())?);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads the valid records of `file` (after its header): the object each
+/// names, with where its record lies. Stops at the first torn or invalid
+/// record: everything from there on was never fsynced.
+pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, usize)>> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .len();
+    let mut out = Vec::new();
+    let mut off = format::FILE_HEADER as u64;
+    let mut buf = Vec::new();
+    while off < len {
+        let want = (len - off).min(1 << 20) as usize;
+        buf.resize(want, 0);
+        file.read_exact_at(&mut buf, off)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let mut at = 0usize;
+        loop {
+            match format::peek(&buf[at..]) {
+                Peek::Record(h, n) => {
+                    out.push((h, off + at as u64, n));
+                    at += n;
+                }
+                Peek::NeedMore(n) => {
+                    if off + (at + n) as u64 > len {
+                        return Ok(out);
+                    }
+                    if at == 0 {
+                        // One record larger than the window: read it whole.
+                        buf.resize(n, 0);
+                        file.read_exact_at(&mut buf, off)
+                            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+                        continue;
+                    }
+                    break;
+                }
+                Peek::Invalid => return Ok(out),
+            }
+        }
+        off += at as u64;
+    }
+    Ok(out)
+}
+
+/// One record to replay: what it says and where it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayRecord {
+    pub(crate) head: RecordHead,
+    offset: u64,
+    len: usize,
+}
+
+/// A journal file from an earlier boot, locked, with its records indexed
+/// by object. Dropping it releases the lock.
+pub(crate) struct ReplayFile {
+    pub(super) path: PathBuf,
+    file: File,
+    records: HashMap<ObjectId, Vec<ReplayRecord>>,
+}
+
+impl ReplayFile {
+    fn read(path: PathBuf, file: File, has_header: bool) -> Result<ReplayFile> {
+        let mut records: HashMap<ObjectId, Vec<ReplayRecord>> = HashMap::new();
+        if has_header {
+            for (head, offset, len) in index(&file, &path)? {
+                records
+                    .entry(head.id)
+                    .or_default()
+                    .push(ReplayRecord { head, offset, len });
+            }
+        }
+        Ok(ReplayFile {
+            path,
+            file,
+            records,
+        })
+    }
+
+    /// The objects this file holds commits of.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        self.records.keys().copied()
+    }
+
+    pub(crate) fn records(&self, id: &ObjectId) -> &[ReplayRecord] {
+        self.records.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Reads one record's commit back.
+    pub(crate) fn commit(&self, r: &ReplayRecord) -> Result<WalCommit> {
+        let mut buf = vec![0u8; r.len];
+        self.file
+            .read_exact_at(&mut buf, r.offset)
+            .map_err(|e| Error::io(format!("read {}", self.path.display()), e))?;
+        match format::decode(&buf) {
+            Some((_, c)) => Ok(c),
+            None => Err(Error::new(
+                ErrorKind::Corruption,
+                format!(
+                    "journal record at {} in {} changed while it was replayed",
+                    r.offset,
+                    self.path.display()
+                ),
+            )),
+        }
+    }
+}

@@ -4,6 +4,10 @@
 //! there, that every turn is all-or-nothing, and that SQLite's integrity
 //! check passes.
 //!
+//! The store journal runs with tiny files, so that the kills land in the
+//! middle of journal appends, file rotations and retirements too; at the
+//! end, the files the killed writers left behind must be retired.
+//!
 //! `AMBER_CRASH_ROUNDS` (default 100) and `AMBER_CRASH_SEED` control a run.
 
 #[path = "support/child.rs"]
@@ -13,17 +17,32 @@ use std::io::Write;
 use std::time::Duration;
 
 use amber::testing::SplitMix;
-use amber::{Config, Error, ErrorKind, Store, Tuning, ValueRef};
+use amber::{Config, Error, ErrorKind, JournalOptions, Store, Tuning, ValueRef};
 
 /// The child's role variable: the data directory.
 const CHILD: &str = "AMBER_CRASH_CHILD";
 
+const JOURNAL_FILE: u64 = 64 << 10;
+const JOURNAL_KEEP: u64 = 128 << 10;
+
 fn config(dir: &str) -> Config {
-    Config::new(dir).with_tuning(Tuning {
-        // Small, so checkpoints happen under the knife too.
-        checkpoint_pages: 64,
-        ..Tuning::default()
-    })
+    Config::new(dir)
+        .with_tuning(Tuning {
+            // Small, so checkpoints happen under the knife too.
+            checkpoint_pages: 64,
+            ..Tuning::default()
+        })
+        .with_journal(
+            JournalOptions::default()
+                .with_file_bytes(JOURNAL_FILE)
+                .with_keep_bytes(JOURNAL_KEEP),
+        )
+}
+
+fn journal_bytes(dir: &str) -> u64 {
+    std::fs::read_dir(std::path::Path::new(dir).join("journal"))
+        .map(|d| d.flatten().map(|e| e.metadata().unwrap().len()).sum())
+        .unwrap_or(0)
 }
 
 fn value(i: u64) -> Vec<u8> {
@@ -187,6 +206,34 @@ fn kill_9_loses_no_acknowledged_turn() {
         !acked_total.is_empty(),
         "the writer never acknowledged anything"
     );
+    // The killed writers' journal files are this boot's, so they need no
+    // replay; an open store retires them down to its budget.
+    let store = Store::open(config(&dir_s)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while journal_bytes(&dir_s) > JOURNAL_KEEP && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        journal_bytes(&dir_s) <= JOURNAL_KEEP,
+        "dead writers' journal files were not retired: {} bytes left",
+        journal_bytes(&dir_s)
+    );
+    // And files did come and go: generations are numbered from 0, so a
+    // highest number above the count of files left means retirements.
+    let gens: Vec<u64> = std::fs::read_dir(std::path::Path::new(&dir_s).join("journal"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            u64::from_str_radix(n.strip_suffix(".jnl")?, 16).ok()
+        })
+        .collect();
+    let highest = gens.iter().max().copied().unwrap_or(0);
+    assert!(
+        highest + 1 > gens.len() as u64,
+        "no journal file was ever retired: {gens:?}"
+    );
+    drop(store);
     eprintln!(
         "{rounds} rounds, {} acknowledged turns checked",
         acked_total.len()

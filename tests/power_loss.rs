@@ -45,7 +45,13 @@ fn config(dir: &Path, journal: bool) -> Config {
         })
         .with_sync_threads(1);
     if journal {
-        cfg
+        // Small files, so cuts land across rotations; a budget no test
+        // reaches, since a retirement fsyncs WALs behind the test's back.
+        cfg.with_journal(
+            JournalOptions::default()
+                .with_file_bytes(64 << 10)
+                .with_keep_bytes(1 << 40),
+        )
     } else {
         cfg.with_journal(JournalOptions::disabled())
     }
@@ -67,29 +73,57 @@ fn len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// The journal's one file (the test writes far less than a file's size).
-fn journal_file(data: &Path) -> Option<PathBuf> {
-    let dir = data.join("journal");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+/// The store journal's files, oldest first.
+fn journal_files(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("journal"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+                .collect()
+        })
+        .unwrap_or_default();
     files.sort();
-    assert!(files.len() <= 1, "expected one journal file: {files:?}");
-    files.pop()
+    files
 }
 
-/// Loses a random part of `path` past `durable`, then maybe garbles some
-/// of what is left of that tail.
-fn lose_tail(rng: &mut SplitMix, path: &Path, durable: u64) {
-    let len = len(path);
+/// Where a journal file's valid records end, walking the documented
+/// layout (docs/format.md): a 32-byte header, then records of a 4-byte
+/// body length, a 4-byte CRC-32 of the body, and the body.
+fn records_end(path: &Path) -> u64 {
+    let b = std::fs::read(path).unwrap_or_default();
+    let mut at = 32usize;
+    while at + 8 <= b.len() {
+        let n = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap());
+        if n == 0 || at + 8 + n > b.len() || crc32fast::hash(&b[at + 8..at + 8 + n]) != crc {
+            break;
+        }
+        at += 8 + n;
+    }
+    at.min(b.len()) as u64
+}
+
+/// Each journal file's valid length now.
+fn journal_ends(data: &Path) -> BTreeMap<String, u64> {
+    journal_files(data)
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, records_end(&p))
+        })
+        .collect()
+}
+
+/// Loses a random part of `path` between `durable` and `end`, then maybe
+/// garbles some of what is left of that tail.
+fn lose_tail(rng: &mut SplitMix, path: &Path, durable: u64, end: u64) {
     assert!(
-        len >= durable,
+        end >= durable,
         "{} shorter than its durable prefix",
         path.display()
     );
-    let keep = durable + rng.below(len - durable + 1);
+    let keep = durable + rng.below(end - durable + 1);
     let mut f = OpenOptions::new().write(true).open(path).unwrap();
     f.set_len(keep).unwrap();
     if keep > durable && rng.chance(500) {
@@ -125,8 +159,8 @@ struct Run {
     acked: Vec<u64>,
     /// Per object, its WAL's durable length (journal disabled only).
     wal_durable: Vec<u64>,
-    /// The journal's durable length.
-    journal_durable: u64,
+    /// Each journal file's durable length.
+    journal_durable: BTreeMap<String, u64>,
 }
 
 impl Run {
@@ -137,11 +171,13 @@ impl Run {
         for (i, rel) in self.rel.iter().enumerate() {
             let wal = copy.join(rel).join("db-wal");
             let durable = if self.journal { 0 } else { self.wal_durable[i] };
-            lose_tail(rng, &wal, durable);
+            lose_tail(rng, &wal, durable, len(&wal));
         }
         if self.journal {
-            if let Some(j) = journal_file(&copy) {
-                lose_tail(rng, &j, self.journal_durable);
+            for j in journal_files(&copy) {
+                let name = j.file_name().unwrap().to_string_lossy().into_owned();
+                let durable = self.journal_durable.get(&name).copied().unwrap_or(0);
+                lose_tail(rng, &j, durable.max(32), records_end(&j).max(32));
                 from_earlier_boot(&j);
             }
         }
@@ -172,7 +208,7 @@ impl Run {
         if self.journal {
             // Replay retired the old file: nothing is left to replay twice.
             assert!(
-                journal_file(&copy).is_none(),
+                journal_files(&copy).is_empty(),
                 "seed {seed}: replayed journal file kept"
             );
         }
@@ -204,7 +240,7 @@ fn run(seed: u64, journal: bool) -> usize {
             .collect(),
         acked: objs.iter().map(|o| o.seq()).collect(),
         wal_durable: objs.iter().map(|o| len(&o.dir().join("db-wal"))).collect(),
-        journal_durable: 0,
+        journal_durable: BTreeMap::new(),
     };
     let mut live = vec![Kv::new(); OBJECTS];
     let mut cuts = 0;
@@ -227,7 +263,11 @@ fn run(seed: u64, journal: bool) -> usize {
         run.models[which].push(live[which].clone());
         // The files' lengths now cover this commit.
         let wal_after = len(&o.dir().join("db-wal"));
-        let journal_after = journal_file(&data).map_or(0, |j| len(&j));
+        let journal_after = if journal {
+            journal_ends(&data)
+        } else {
+            BTreeMap::new()
+        };
         if rng.chance(600) {
             let n = t.wait().unwrap();
             // Once the ticket resolves, those bytes are on disk.
@@ -271,4 +311,32 @@ fn without_the_journal_a_power_cut_keeps_every_acknowledged_commit() {
         cuts += run(seed, false);
     }
     eprintln!("{} seeds, {cuts} power cuts, per-object fsync", seeds());
+}
+
+#[test]
+fn a_damaged_record_in_the_durable_journal_is_refused_not_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let store = Store::open(config(&data, true)).unwrap();
+    let mut o = store.open_object("p0").unwrap();
+    for i in 0..3u8 {
+        o.put("k", &[i; 100]).unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+    }
+    let rel = o.dir().strip_prefix(&data).unwrap().to_path_buf();
+    drop(o);
+    drop(store);
+    // A power cut took the whole WAL; the first record's body took a hit.
+    std::fs::write(data.join(&rel).join("db-wal"), b"").unwrap();
+    let j = journal_files(&data).remove(0);
+    from_earlier_boot(&j);
+    let mut b = std::fs::read(&j).unwrap();
+    b[32 + 8 + 50] ^= 0x40;
+    std::fs::write(&j, b).unwrap();
+    let err = match Store::open(config(&data, true)) {
+        Ok(_) => panic!("a damaged journal was accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), amber::ErrorKind::Corruption, "{err}");
+    assert!(err.message().contains("damaged record"), "{err}");
 }

@@ -45,21 +45,42 @@ pub(super) fn boot_id() -> BootId {
 }
 
 /// Creates journal file `gen` (or the next free one), with its header
-/// written and its lock held through the returned handle.
-pub(super) fn create(dir: &Path, mut gen: u64, boot: &BootId) -> Result<(u64, PathBuf, File)> {
+/// written and its lock held through the returned handle. With a `spare`
+/// (a zero-filled file, see `make_spare`), the file takes its place, so
+/// that appends overwrite allocated blocks and an fdatasync need not
+/// commit file-system metadata.
+pub(super) fn create(
+    dir: &Path,
+    mut gen: u64,
+    boot: &BootId,
+    mut spare: Option<PathBuf>,
+) -> Result<(u64, PathBuf, File)> {
     crate::fsutil::create_dir_durable(dir)?;
     loop {
         let path = dir.join(name(gen));
-        let file = match File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
+        let opened = match spare.as_deref() {
+            // A hard link fails if the name is taken, where a rename would
+            // silently replace another process's file.
+            Some(s) => std::fs::hard_link(s, &path).and_then(|()| {
+                std::fs::remove_file(s)?;
+                File::options().read(true).write(true).open(&path)
+            }),
+            None => File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path),
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Another process took this number.
                 gen += 1;
+                continue;
+            }
+            Err(e) if spare.is_some() => {
+                tracing::warn!(error = %e, "journal spare file unusable; creating a plain one");
+                spare = None;
                 continue;
             }
             Err(e) => return Err(Error::io(format!("create {}", path.display()), e)),
@@ -69,6 +90,54 @@ pub(super) fn create(dir: &Path, mut gen: u64, boot: &BootId) -> Result<(u64, Pa
         file.write_all_at(&format::file_header(boot), 0)
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         return Ok((gen, path, file));
+    }
+}
+
+/// This process's spare file: zero-filled to `bytes`, fsynced, and its
+/// directory entry durable, ready to become the next journal file.
+pub(super) fn make_spare(dir: &Path, bytes: u64) -> Result<PathBuf> {
+    // Unique per call: two stores of one process on one directory must
+    // never write zeros into a file the other already appends to.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::fsutil::create_dir_durable(dir)?;
+    let path = dir.join(format!("spare-{}-{n}.tmp", std::process::id()));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(ctx("create"), e))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < bytes {
+        let n = (bytes - off).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], off)
+            .map_err(|e| Error::io(ctx("write"), e))?;
+        off += n as u64;
+    }
+    f.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Removes spare files of processes that are gone.
+fn remove_stale_spares(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("spare-")?.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -97,6 +166,7 @@ pub(super) fn scan(dir: &Path, boot: &BootId) -> Result<Found> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
         Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
     };
+    remove_stale_spares(dir);
     let mut names: Vec<(u64, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
@@ -178,12 +248,55 @@ pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, us
                     }
                     break;
                 }
-                Peek::Invalid => return Ok(out),
+                Peek::Invalid => {
+                    check_torn(file, path, &buf[at..], off + at as u64, len)?;
+                    return Ok(out);
+                }
             }
         }
         off += at as u64;
     }
     Ok(out)
+}
+
+/// An invalid record is a torn tail, written after the last fsync, unless
+/// a valid record follows it: then bytes inside the durable part changed,
+/// and what follows must not be dropped in silence. This catches damage
+/// that left the length field intact.
+fn check_torn(file: &File, path: &Path, here: &[u8], at: u64, len: u64) -> Result<()> {
+    if here.len() < format::RECORD_HEADER {
+        return Ok(());
+    }
+    let body = u64::from(u32::from_le_bytes(here[..4].try_into().expect("4 bytes")));
+    let next = at + format::RECORD_HEADER as u64 + body;
+    if body == 0 || next + format::RECORD_HEADER as u64 > len {
+        return Ok(());
+    }
+    let mut head = [0u8; format::RECORD_HEADER];
+    if file.read_exact_at(&mut head, next).is_err() {
+        return Ok(());
+    }
+    let need = format::RECORD_HEADER as u64
+        + u64::from(u32::from_le_bytes(head[..4].try_into().expect("4 bytes")));
+    if need > len - next || need > 1 << 30 {
+        return Ok(());
+    }
+    let mut rec = vec![0u8; need as usize];
+    if file.read_exact_at(&mut rec, next).is_err() {
+        return Ok(());
+    }
+    match format::peek(&rec) {
+        Peek::Record(..) => Err(Error::new(
+            ErrorKind::Corruption,
+            format!(
+                "journal file {} has a damaged record at offset {at} followed by valid ones; \
+                 commits after it may be lost (keep the file and restore the objects it names \
+                 from the bucket)",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// One record to replay: what it says and where it is.

@@ -27,6 +27,13 @@ const MAX_BODY: u32 = 1 << 30;
 /// path; b-tree pages of small rows still shrink several times.
 const ZSTD_LEVEL: i32 = 1;
 
+thread_local! {
+    /// One zstd context per committing thread: making a context costs more
+    /// than compressing a small commit with it.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What a record says about its commit, without the pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordHead {
@@ -85,7 +92,15 @@ pub(crate) fn encode(
         out.extend_from_slice(&n.to_le_bytes());
         data.extend_from_slice(p);
     }
-    out.extend_from_slice(&zstd::bulk::compress(&data, ZSTD_LEVEL)?);
+    COMPRESSOR.with(|c| -> std::io::Result<()> {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        let z = c.as_mut().expect("set above").compress(&data)?;
+        out.extend_from_slice(&z);
+        Ok(())
+    })?;
     let body_len = out.len() - start - RECORD_HEADER;
     if body_len as u64 > u64::from(MAX_BODY) {
         out.truncate(start);

@@ -39,6 +39,8 @@ pub(crate) use files::ReplayFile;
 
 /// The journal directory under the data directory.
 pub(crate) const JOURNAL_DIR: &str = "journal";
+/// The smallest journal file: a few commits' worth.
+const MIN_FILE_BYTES: u64 = 64 << 10;
 
 /// How the store journal is sized. `enabled: false` brings back round 1's
 /// per-object WAL fsyncs (kept for one release, for side-by-side figures).
@@ -137,6 +139,12 @@ struct State {
     failed: Option<Error>,
     shutdown: bool,
     retiring: bool,
+    /// A zero-filled file ready to become the next journal file.
+    spare: Option<PathBuf>,
+    /// The active file grows by appending (no spare was ready): it is
+    /// sealed as soon as one is, since appends there cost a metadata
+    /// commit per fdatasync.
+    active_grows: bool,
 }
 
 struct Inner {
@@ -174,6 +182,13 @@ impl Journal {
         objects_root: PathBuf,
         opts: JournalOptions,
     ) -> Result<(Journal, Vec<ReplayFile>)> {
+        if opts.file_bytes < MIN_FILE_BYTES || opts.keep_bytes < opts.file_bytes {
+            return Err(Error::invalid(format!(
+                "journal file_bytes must be at least {MIN_FILE_BYTES} and keep_bytes at least \
+                 file_bytes (got {} and {})",
+                opts.file_bytes, opts.keep_bytes
+            )));
+        }
         let dir = data_dir.join(JOURNAL_DIR);
         let boot = files::boot_id();
         let found = files::scan(&dir, &boot)?;
@@ -185,6 +200,8 @@ impl Journal {
             failed: None,
             shutdown: false,
             retiring: false,
+            spare: None,
+            active_grows: false,
         };
         for f in found.same_boot {
             state.files.insert(
@@ -287,6 +304,9 @@ impl Journal {
     /// (`epoch`, `seq`) durably (a checkpoint just fsynced them).
     pub(crate) fn synced(&self, id: &ObjectId, epoch: u64, seq: u64) {
         let mut st = self.inner.lock();
+        if !st.files.values().any(|f| f.objects.contains_key(id)) {
+            return;
+        }
         let slot = st.synced.entry(*id).or_insert((epoch, seq));
         *slot = (*slot).max((epoch, seq));
     }
@@ -327,6 +347,9 @@ impl Drop for Journal {
                 let _ = t.join();
             }
         }
+        if let Some(spare) = self.inner.lock().spare.take() {
+            let _ = std::fs::remove_file(spare);
+        }
     }
 }
 
@@ -335,7 +358,8 @@ impl Drop for Journal {
 fn active_file(inner: &Inner, st: &mut State, len: u64) -> Result<(u64, Arc<File>, u64)> {
     if let Some((gen, file, end)) = &st.active {
         let fresh = *end == format::FILE_HEADER as u64;
-        if fresh || end + len <= inner.opts.file_bytes {
+        let swap = st.active_grows && st.spare.is_some();
+        if fresh || (end + len <= inner.opts.file_bytes && !swap) {
             return Ok((*gen, file.clone(), *end));
         }
         // Sealed: the retire thread may take it once it is old enough.
@@ -343,7 +367,11 @@ fn active_file(inner: &Inner, st: &mut State, len: u64) -> Result<(u64, Arc<File
         inner.retire.notify_one();
     }
     let next = st.files.keys().next_back().map_or(0, |g| g + 1);
-    let (gen, path, file) = files::create(&inner.dir, next, &inner.boot)?;
+    let spare = st.spare.take();
+    st.active_grows = spare.is_none();
+    // The retire thread makes the next spare.
+    inner.retire.notify_one();
+    let (gen, path, file) = files::create(&inner.dir, next, &inner.boot, spare)?;
     let file = Arc::new(file);
     st.files.insert(
         gen,

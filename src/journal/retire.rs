@@ -27,6 +27,26 @@ pub(super) fn retire_loop(inner: &Inner) {
                 if st.shutdown {
                     return;
                 }
+                if st.spare.is_none() && st.active.is_some() {
+                    // A writing process keeps one spare ready, made here
+                    // so the commit path never waits for the zeros.
+                    drop(st);
+                    let spare = files::make_spare(&inner.dir, inner.opts.file_bytes);
+                    st = inner.lock();
+                    match spare {
+                        Ok(p) if st.shutdown => {
+                            let _ = std::fs::remove_file(p);
+                        }
+                        Ok(p) => st.spare = Some(p),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not make a journal spare file");
+                            drop(st);
+                            std::thread::sleep(RETRY);
+                            st = inner.lock();
+                        }
+                    }
+                    continue;
+                }
                 let total: u64 = st.files.values().map(|f| f.bytes).sum();
                 if total > inner.opts.keep_bytes && !st.retiring {
                     let active = st.active.as_ref().map(|a| a.0);
@@ -55,7 +75,15 @@ pub(super) fn retire_loop(inner: &Inner) {
         st.retiring = false;
         match done {
             Ok(true) => {
-                st.files.remove(&gen);
+                if let Some(gone) = st.files.remove(&gen) {
+                    // Forget what only this file needed, so the map stays
+                    // as small as the journal, not the store.
+                    for id in gone.objects.keys() {
+                        if !st.files.values().any(|f| f.objects.contains_key(id)) {
+                            st.synced.remove(id);
+                        }
+                    }
+                }
                 inner.counters.retired.fetch_add(1, Ordering::Relaxed);
             }
             // Another process still writes it, or something failed: leave

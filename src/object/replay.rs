@@ -12,28 +12,25 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::{schema, Shared};
+use super::{schema, OBJECTS_DIR};
+use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
-use crate::journal::ReplayFile;
+use crate::journal::{Journal, ReplayFile};
 use crate::sqlite::wal;
 use crate::sqlite::Connection;
 
 /// Replays every object `file` names, then lets the journal retire it.
-pub(crate) fn replay_file(shared: &Shared, file: ReplayFile) -> Result<()> {
-    let journal = shared
-        .journal
-        .as_ref()
-        .expect("only a store with a journal replays one");
+pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) -> Result<()> {
     let ids: Vec<ObjectId> = file.objects().collect();
     for id in ids {
-        replay_object(shared, &file, id)?;
+        replay_object(config, &file, id)?;
     }
     journal.replayed(file)
 }
 
-fn replay_object(shared: &Shared, file: &ReplayFile, id: ObjectId) -> Result<()> {
-    let dir = shared.object_dir(&id);
+fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()> {
+    let dir = id.dir_under(&config.data_dir.join(OBJECTS_DIR));
     let db_path = dir.join("db");
     if !db_path.exists() {
         return Err(Error::new(
@@ -60,7 +57,7 @@ fn replay_object(shared: &Shared, file: &ReplayFile, id: ObjectId) -> Result<()>
             return Err(Error::io(format!("lock {}", lock_path.display()), e))
         }
     }
-    let (seq, epoch) = position(shared, &db_path)?;
+    let (seq, epoch) = position(config, &db_path)?;
     let mut todo: Vec<_> = file
         .records(&id)
         .iter()
@@ -92,7 +89,7 @@ fn replay_object(shared: &Shared, file: &ReplayFile, id: ObjectId) -> Result<()>
     wal::append_commits(&wal_path, &commits)
         .map_err(|e| Error::io(format!("replay into {}", wal_path.display()), e))?;
     let last = todo.last().expect("not empty").head.seq;
-    let (now, _) = position(shared, &db_path)?;
+    let (now, _) = position(config, &db_path)?;
     if now != last {
         return Err(Error::new(
             ErrorKind::Corruption,
@@ -104,11 +101,11 @@ fn replay_object(shared: &Shared, file: &ReplayFile, id: ObjectId) -> Result<()>
 }
 
 /// The (seq, epoch) an object's database opens at, as SQLite recovers it.
-fn position(shared: &Shared, db_path: &Path) -> Result<(u64, u64)> {
+fn position(config: &Config, db_path: &Path) -> Result<(u64, u64)> {
     let conn = Connection::open(
         db_path,
         schema::RESERVED_PREFIX,
-        shared.config.allowed_pragmas.clone(),
+        config.allowed_pragmas.clone(),
     )?;
     conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;")
         .map_err(Error::sqlite)?;

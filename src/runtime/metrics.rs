@@ -86,7 +86,7 @@ impl Metrics {
         self.wake_latency.observe(d);
     }
 
-    pub(crate) fn render(&self, live_objects: usize) -> String {
+    pub(crate) fn render(&self, live_objects: usize, journal: crate::JournalStats) -> String {
         let mut out = String::new();
         let counters: [(&str, &AtomicU64, &str); 9] = [
             ("amber_turns_total", &self.turns, "Events run as turns."),
@@ -136,6 +136,30 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 c.load(Ordering::Relaxed)
+            );
+        }
+        // The store journal's sharing: fsyncs against the commits they made
+        // durable.
+        for (name, v, help) in [
+            (
+                "amber_fsyncs_total",
+                journal.fsyncs,
+                "fsyncs amber issued for the store journal (SQLite's checkpoints not counted).",
+            ),
+            (
+                "amber_journal_commits_total",
+                journal.commits,
+                "Commits made durable by the store journal's fsyncs.",
+            ),
+            (
+                "amber_journal_bytes_total",
+                journal.bytes,
+                "Record bytes appended to the store journal.",
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
         let _ = writeln!(

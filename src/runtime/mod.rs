@@ -297,7 +297,9 @@ impl Runtime {
             .values()
             .filter(|s| s.live.load(Ordering::Acquire))
             .count();
-        self.inner().metrics.render(live)
+        self.inner()
+            .metrics
+            .render(live, self.inner().store.journal_stats())
     }
 
     /// True while the object's instance is in memory (not hibernated).

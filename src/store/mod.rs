@@ -102,22 +102,19 @@ impl Store {
                 config.clock.clone(),
             )?),
         };
-        let (journal, earlier_boot) = if config.journal.enabled {
-            let (j, files) = Journal::open(
-                &config.data_dir,
-                config.data_dir.join(OBJECTS_DIR),
-                config.journal.clone(),
-            )?;
-            (Some(j), files)
-        } else {
-            (None, Vec::new())
-        };
-        let shared = Arc::new(Shared::new(config, background, journal, shipper, cluster));
-        // After a power cut: put back what objects' WALs lost, before
-        // anyone can open them.
+        // The journal opens even when disabled: after a power cut, what
+        // an earlier process acknowledged from it must be put back into
+        // the objects' WALs before anyone can open them.
+        let (journal, earlier_boot) = Journal::open(
+            &config.data_dir,
+            config.data_dir.join(OBJECTS_DIR),
+            config.journal.clone(),
+        )?;
         for file in earlier_boot {
-            replay::replay_file(&shared, file)?;
+            replay::replay_file(&journal, &config, file)?;
         }
+        let journal = config.journal.enabled.then_some(journal);
+        let shared = Arc::new(Shared::new(config, background, journal, shipper, cluster));
         Ok(Store { shared, key })
     }
 

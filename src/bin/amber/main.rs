@@ -23,13 +23,18 @@ struct Cli {
     #[arg(long, global = true, default_value = "./amber-data")]
     data: PathBuf,
     /// Bucket URL (`file:///path`, `s3://bucket/prefix?endpoint=...`);
-    /// defaults to the store's own, `file://<data>/bucket`.
+    /// defaults to the store's own, `file://<data>/bucket`. `none` turns
+    /// log shipping off (no point-in-time recovery).
     #[arg(long, global = true)]
     bucket: Option<String>,
     /// When a commit counts as durable: `local` (fsync'd) or `remote`
     /// (in the bucket). Replies of `serve` and writing commands wait for it.
     #[arg(long, global = true, value_enum, default_value = "local")]
     durability: Durability,
+    /// fsync each object's WAL by itself instead of sharing the store
+    /// journal's fsyncs (round 1's way, kept for side-by-side figures).
+    #[arg(long, global = true)]
+    no_journal: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -74,7 +79,8 @@ enum Cmd {
         /// Seconds an idle object stays in memory.
         #[arg(long)]
         idle_timeout: Option<u64>,
-        /// Threads that fsync objects' WAL files (fsyncs in flight).
+        /// With `--no-journal`: threads that fsync objects' WAL files
+        /// (fsyncs in flight).
         #[arg(long, default_value_t = 16)]
         sync_threads: usize,
         /// Cluster mode: share the bucket with other `amber serve` hosts;
@@ -155,8 +161,13 @@ fn run(cli: Cli) -> Result<(), Error> {
         Durability::Local => amber::DurabilityLevel::Local,
         Durability::Remote => amber::DurabilityLevel::Remote,
     });
-    if let Some(url) = &cli.bucket {
-        config = config.with_bucket(amber::BucketConfig::Url(url.clone()));
+    match cli.bucket.as_deref() {
+        None => {}
+        Some("none") => config = config.with_bucket(amber::BucketConfig::Disabled),
+        Some(url) => config = config.with_bucket(amber::BucketConfig::Url(url.to_owned())),
+    }
+    if cli.no_journal {
+        config = config.with_journal(amber::JournalOptions::disabled());
     }
     if let Cmd::Serve {
         listen,

@@ -96,7 +96,8 @@ fn object_names_at_and_past_the_limit() {
     assert!(std::fs::read_dir(dir.path()).unwrap().flatten().all(|e| [
         "objects",
         "store.key",
-        "bucket"
+        "bucket",
+        "journal"
     ]
     .contains(&e.file_name().to_str().unwrap())));
 }

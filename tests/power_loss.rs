@@ -319,7 +319,7 @@ fn a_damaged_record_in_the_durable_journal_is_refused_not_skipped() {
     let data = root.path().join("data");
     let store = Store::open(config(&data, true)).unwrap();
     let mut o = store.open_object("p0").unwrap();
-    for i in 0..3u8 {
+    for i in 0..20u8 {
         o.put("k", &[i; 100]).unwrap();
         o.end_turn().unwrap().wait().unwrap();
     }
@@ -328,8 +328,18 @@ fn a_damaged_record_in_the_durable_journal_is_refused_not_skipped() {
     drop(store);
     // A power cut took the whole WAL; the first record's body took a hit.
     std::fs::write(data.join(&rel).join("db-wal"), b"").unwrap();
-    let j = journal_files(&data).remove(0);
-    from_earlier_boot(&j);
+    // A file holding at least two records: the first one gets damaged.
+    let j = journal_files(&data)
+        .into_iter()
+        .find(|j| {
+            let b = std::fs::read(j).unwrap();
+            let first = 32 + 8 + u32::from_le_bytes(b[32..36].try_into().unwrap()) as u64;
+            records_end(j) > first
+        })
+        .expect("a journal file with two records");
+    for f in journal_files(&data) {
+        from_earlier_boot(&f);
+    }
     let mut b = std::fs::read(&j).unwrap();
     b[32 + 8 + 50] ^= 0x40;
     std::fs::write(&j, b).unwrap();

@@ -188,6 +188,20 @@ pub(super) fn scan(dir: &Path, boot: &BootId) -> Result<Found> {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
         };
+        if header.is_none() && h[..8] == format::MAGIC && h[8..12] != format::VERSION.to_le_bytes()
+        {
+            // A newer amber's journal: its records may be acknowledged
+            // commits, so neither skip nor retire it.
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!(
+                    "journal file {} has format version {}; this amber reads version {}",
+                    path.display(),
+                    u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")),
+                    format::VERSION
+                ),
+            ));
+        }
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         match header {
             Some(b) if b == *boot && b != [0u8; 16] => {

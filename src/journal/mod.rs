@@ -138,7 +138,6 @@ struct State {
     synced: HashMap<ObjectId, (u64, u64)>,
     failed: Option<Error>,
     shutdown: bool,
-    retiring: bool,
     /// A zero-filled file ready to become the next journal file.
     spare: Option<PathBuf>,
     /// The active file grows by appending (no spare was ready): it is
@@ -199,7 +198,6 @@ impl Journal {
             synced: HashMap::new(),
             failed: None,
             shutdown: false,
-            retiring: false,
             spare: None,
             active_grows: false,
         };

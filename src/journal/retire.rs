@@ -48,7 +48,7 @@ pub(super) fn retire_loop(inner: &Inner) {
                     continue;
                 }
                 let total: u64 = st.files.values().map(|f| f.bytes).sum();
-                if total > inner.opts.keep_bytes && !st.retiring {
+                if total > inner.opts.keep_bytes {
                     let active = st.active.as_ref().map(|a| a.0);
                     let oldest = st
                         .files
@@ -58,7 +58,6 @@ pub(super) fn retire_loop(inner: &Inner) {
                         })
                         .map(|(g, f)| (*g, f.path.clone(), f.handle.is_some(), f.objects.clone()));
                     if let Some(c) = oldest {
-                        st.retiring = true;
                         break c;
                     }
                 }
@@ -72,7 +71,6 @@ pub(super) fn retire_loop(inner: &Inner) {
         let (gen, path, own, objects) = candidate;
         let done = retire_one(inner, &path, own, objects);
         let mut st = inner.lock();
-        st.retiring = false;
         match done {
             Ok(true) => {
                 if let Some(gone) = st.files.remove(&gen) {

@@ -26,25 +26,12 @@ impl Object {
         let guard = shared.claim(id, name)?;
         let dir = shared.object_dir(&id);
         fsutil::create_dir_durable(&dir)?;
-        let lock_path = dir.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::new(
-                    ErrorKind::Locked,
-                    format!("object `{name}` is open in another process"),
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("lock {}", lock_path.display()), e))
-            }
-        }
+        let Some(lock) = lock_object(&dir)? else {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!("object `{name}` is open in another process"),
+            ));
+        };
         // Cluster mode: take the object (or learn who has it) before
         // touching its files; a new epoch starts from the bucket.
         let activation = match &shared.cluster {
@@ -166,6 +153,25 @@ impl Object {
             _lock: lock,
             _guard: guard,
         })
+    }
+}
+
+/// Takes the object's process-wide lock (`flock` on `dir/lock`), held as
+/// long as the returned file; `None` when another process holds it.
+pub(super) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
+    let path = dir.join("lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("lock {}", path.display()), e))
+        }
     }
 }
 

@@ -9,16 +9,14 @@
 //! open. The object's lock is held throughout, so no handle can see the
 //! object half replayed.
 
-use std::fs::File;
 use std::path::Path;
 
-use super::{schema, OBJECTS_DIR};
+use super::OBJECTS_DIR;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::journal::{Journal, ReplayFile};
 use crate::sqlite::wal;
-use crate::sqlite::Connection;
 
 /// Replays every object `file` names, then lets the journal retire it.
 pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) -> Result<()> {
@@ -31,33 +29,12 @@ pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) 
 
 fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()> {
     let dir = id.dir_under(&config.data_dir.join(OBJECTS_DIR));
-    let db_path = dir.join("db");
-    if !db_path.exists() {
-        return Err(Error::new(
-            ErrorKind::Corruption,
-            format!(
-                "the store journal holds commits of object {id}, whose database {} is gone",
-                db_path.display()
-            ),
-        ));
-    }
-    let lock_path = dir.join("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io(format!("open {}", lock_path.display()), e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
+    let Some(_lock) = super::open::lock_object(&dir)? else {
         // Another process of this boot has it open: it replayed the journal
         // itself when its store opened, before it could open the object.
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io(format!("lock {}", lock_path.display()), e))
-        }
-    }
-    let (seq, epoch) = position(config, &db_path)?;
+        return Ok(());
+    };
+    let (epoch, seq) = position(&dir, &id)?;
     let mut todo: Vec<_> = file
         .records(&id)
         .iter()
@@ -89,7 +66,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
     wal::append_commits(&wal_path, &commits)
         .map_err(|e| Error::io(format!("replay into {}", wal_path.display()), e))?;
     let last = todo.last().expect("not empty").head.seq;
-    let (now, _) = position(config, &db_path)?;
+    let (_, now) = position(&dir, &id)?;
     if now != last {
         return Err(Error::new(
             ErrorKind::Corruption,
@@ -100,22 +77,17 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
     Ok(())
 }
 
-/// The (seq, epoch) an object's database opens at, as SQLite recovers it.
-fn position(config: &Config, db_path: &Path) -> Result<(u64, u64)> {
-    let conn = Connection::open(
-        db_path,
-        schema::RESERVED_PREFIX,
-        config.allowed_pragmas.clone(),
-    )?;
-    conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;")
-        .map_err(Error::sqlite)?;
-    conn.internal(|| {
-        let mut st = conn.prepare_cached(schema::META_READ)?;
-        st.step()?;
-        Ok((
-            st.column_i64(2).max(0) as u64,
-            st.column_i64(4).max(0) as u64,
-        ))
-    })
-    .map_err(Error::sqlite)
+/// The (epoch, seq) an object's database opens at, as SQLite recovers it.
+fn position(dir: &Path, id: &ObjectId) -> Result<(u64, u64)> {
+    match super::restore::local_position(dir)? {
+        Some(b) => Ok((b.epoch(), b.seq())),
+        None => Err(Error::new(
+            ErrorKind::Corruption,
+            format!(
+                "the store journal holds commits of object {id}, whose database in {} is gone \
+                 or unreadable",
+                dir.display()
+            ),
+        )),
+    }
 }

@@ -234,6 +234,10 @@ pub(crate) fn local_position(dir: &Path) -> Result<Option<Bookmark>> {
     }
     // A private reserved prefix, so amber's own tables are readable.
     let conn = Connection::open(&db, "\u{1}none", Vec::new())?;
+    // The caller holds the object's lock; exclusive locking keeps SQLite
+    // from making a `-shm` file for the WAL.
+    conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE")
+        .map_err(Error::sqlite)?;
     let pos = conn.internal(|| {
         let mut st = conn.prepare_cached("SELECT epoch, seq FROM _amber_meta WHERE id = 1")?;
         Ok::<_, crate::sqlite::SqliteError>(if st.step()? {

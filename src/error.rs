@@ -90,6 +90,23 @@ impl Error {
         }
     }
 
+    /// An error of `kind` whose message is `context: source`, keeping
+    /// `source` as `source()`.
+    #[cold]
+    pub(crate) fn context(
+        kind: ErrorKind,
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            kind,
+            message: format!("{context}: {source}"),
+            sqlite: None,
+            source: Some(Arc::new(source)),
+            owner: None,
+        }
+    }
+
     #[cold]
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidInput, message)

@@ -35,6 +35,7 @@ mod id;
 mod journal;
 mod object;
 pub mod pitr;
+mod retry;
 pub mod runtime;
 pub mod server;
 mod ship;

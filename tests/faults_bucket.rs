@@ -19,9 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use amber::clock::SleepMode;
 use amber::pitr::{Bookmark, Bucket, KeyLayout, RestoreOptions, RestoreTarget};
 use amber::testing::{Faults, FaultyStore, SplitMix};
-use amber::{BucketConfig, Config, DurabilityLevel, Object, Store, ValueRef};
+use amber::{BucketConfig, Config, DurabilityLevel, ManualClock, Object, Store, ValueRef};
 use harness::restored::{read_db, DbState};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
@@ -322,6 +323,41 @@ fn a_bucket_outage_holds_every_ticket_and_loses_nothing() {
         .restore(RestoreTarget::Bookmark(Bookmark::new(0, n3)))
         .unwrap();
     assert_eq!(bm.seq(), n3);
+}
+
+#[test]
+fn upload_retries_wait_on_the_stores_clock() {
+    // Given a store whose clock moves only when told, with a retry delay
+    // of an hour that real time would never reach in this test,
+    let clock = Arc::new(ManualClock::new(1_000_000).with_sleep_mode(SleepMode::Wait));
+    let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = Arc::new(FaultyStore::new(mem, 3, Faults::none()));
+    let bucket = Bucket::from_store(faulty.clone(), KeyLayout::new("").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = writer_config(dir.path(), bucket, 3).with_clock(clock.clone());
+    cfg.pitr.retry_base = Duration::from_secs(3_600);
+    let store = Store::open(cfg).unwrap();
+    let mut o = store.open_object("obj").unwrap();
+    o.put("a", b"1").unwrap();
+    let first = o.end_turn().unwrap().wait().unwrap();
+
+    // when a PUT fails and the bucket heals at once,
+    faulty.set_outage(true);
+    o.put("b", b"2").unwrap();
+    let t = o.end_turn().unwrap();
+    while faulty.injected().total() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    faulty.set_outage(false);
+    // then the retry waits for the clock, not for real time,
+    let r = t.wait_timeout(Duration::from_millis(300));
+    assert_eq!(r.map_err(|e| e.kind()), Err(amber::ErrorKind::Timeout));
+    let puts = faulty.counts().put;
+    // and runs once the clock has moved on by the delay.
+    clock.advance(3_600_000);
+    let seq = t.wait_timeout(Duration::from_secs(10)).unwrap();
+    assert!(faulty.counts().put > puts);
+    assert_eq!(seq, first + 1);
 }
 
 #[test]

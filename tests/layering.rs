@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "testing"],
     &["sqlite"],
     &["error"],
-    &["id", "fsutil", "background"],
+    &["id", "fsutil", "background", "retry"],
     &["durability"],
     &["journal"],
     &["pitr"],

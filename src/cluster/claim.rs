@@ -7,20 +7,20 @@
 //! a new epoch above every epoch in the bucket, so a writer that lost the
 //! object can only add segments under an epoch nobody restores from.
 
-use std::time::Duration;
-
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use std::sync::Arc;
 
 use super::record::OwnerRecord;
 use super::{random_u64, read_lease_at, Cluster};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::pitr::bucket::store_error;
 use crate::pitr::history::load_history;
 use crate::pitr::keys::KeyKind;
 use crate::pitr::{Bookmark, Bucket};
+use crate::retry::{Backoff, Step};
 
 /// What opening an object in cluster mode must do.
 #[derive(Debug, Clone)]
@@ -92,35 +92,32 @@ impl Fence {
             return Err(self.error());
         };
         let bucket = &cluster.bucket;
-        let mut delay = Duration::from_millis(50);
-        let mut last = None;
-        for _ in 0..4 {
-            match read_owner(bucket, &self.id).await {
-                Ok(Some((rec, _))) => {
-                    if rec.host == self.incarnation && rec.epoch == self.epoch && self.usable() {
-                        return Ok(());
+        let tried = Backoff::BUCKET
+            .run(&*cluster.clock, |_| async {
+                match read_owner(bucket, &self.id).await {
+                    Ok(Some((rec, _))) => {
+                        if rec.host == self.incarnation && rec.epoch == self.epoch && self.usable()
+                        {
+                            return Ok(Step::Done(()));
+                        }
+                        Err(Error::new(
+                            ErrorKind::Fenced,
+                            format!(
+                                "object {} now belongs to {} in epoch {}; this host ({}, epoch \
+                                 {}) acknowledges nothing more",
+                                self.id, rec.host, rec.epoch, self.incarnation, self.epoch
+                            ),
+                        ))
                     }
-                    return Err(Error::new(
-                        ErrorKind::Fenced,
-                        format!(
-                            "object {} now belongs to {} in epoch {}; this host ({}, epoch {}) \
-                             acknowledges nothing more",
-                            self.id, rec.host, rec.epoch, self.incarnation, self.epoch
-                        ),
-                    ));
-                }
-                Ok(None) => {
-                    return Err(Error::new(
+                    Ok(None) => Err(Error::new(
                         ErrorKind::Fenced,
                         format!("object {}'s ownership record is gone", self.id),
-                    ))
+                    )),
+                    Err(e) => Ok(Step::Retry(e)),
                 }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        Err(last.unwrap_or_else(|| self.error()))
+            })
+            .await?;
+        tried
     }
 }
 
@@ -166,40 +163,45 @@ async fn max_epoch(bucket: &Bucket, id: &ObjectId) -> Result<u64> {
 /// outcome is unknown (timeout, lost response) is retried; the retry's
 /// failed precondition is then resolved by reading the record back and
 /// comparing the claim id.
-async fn put_record(bucket: &Bucket, key: &Path, rec: &OwnerRecord, mode: PutMode) -> Result<bool> {
+async fn put_record(
+    bucket: &Bucket,
+    clock: &dyn Clock,
+    key: &Path,
+    rec: &OwnerRecord,
+    mode: PutMode,
+) -> Result<bool> {
     let store = bucket.store();
-    let mut delay = Duration::from_millis(50);
-    let mut last = String::new();
-    for attempt in 0..4 {
-        if attempt > 0 {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        let opts = PutOptions {
-            mode: mode.clone(),
-            ..PutOptions::default()
-        };
-        match store
-            .put_opts(key, PutPayload::from(rec.to_json()), opts)
-            .await
-        {
-            Ok(_) => return Ok(true),
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => {
-                return match read_owner(bucket, &rec_id(key)?).await? {
-                    Some((now, _)) => Ok(now.claim == rec.claim),
-                    None => Ok(false),
-                };
+    let json = PutPayload::from(rec.to_json());
+    let tried = Backoff::BUCKET
+        .run(clock, |_| async {
+            let opts = PutOptions {
+                mode: mode.clone(),
+                ..PutOptions::default()
+            };
+            match store.put_opts(key, json.clone(), opts).await {
+                Ok(_) => Ok(Step::Done(true)),
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => {
+                    match read_owner(bucket, &rec_id(key)?).await? {
+                        Some((now, _)) => Ok(Step::Done(now.claim == rec.claim)),
+                        None => Ok(Step::Done(false)),
+                    }
+                }
+                Err(e) => Ok(Step::Retry(e)),
             }
-            Err(e) => last = e.to_string(),
-        }
-    }
+        })
+        .await?;
+    let last = match tried {
+        Ok(won) => return Ok(won),
+        Err(last) => last,
+    };
     // Unknown outcome after every attempt: the record says.
     match read_owner(bucket, &rec_id(key)?).await {
         Ok(Some((now, _))) if now.claim == rec.claim => Ok(true),
-        _ => Err(Error::new(
+        _ => Err(Error::context(
             ErrorKind::Io,
-            format!("claiming {key} failed: {last}"),
+            format_args!("claiming {key} failed"),
+            last,
         )),
     }
 }
@@ -316,7 +318,7 @@ impl Cluster {
                 claim: format!("{:016x}", random_u64()?),
                 since_ms: self.clock.now_ms(),
             };
-            if !put_record(&bucket, &key, &rec, mode).await? {
+            if !put_record(&bucket, &*self.clock, &key, &rec, mode).await? {
                 continue;
             }
             // Ours. Everything acknowledged under the previous epoch was

@@ -42,10 +42,10 @@ impl Cluster {
             .put(&key, PutPayload::from(rec.to_json()));
         // A renewal that takes a quarter TTL is as good as failed; the
         // next one is already due.
-        match tokio::time::timeout(self.cfg.lease_ttl / 4, put).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(store_error("renewing this host's lease", e)),
-            Err(_) => {
+        match crate::clock::timeout(&*self.clock, self.cfg.lease_ttl / 4, put).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(store_error("renewing this host's lease", e)),
+            None => {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     "renewing this host's lease timed out",

@@ -180,7 +180,8 @@ pub(crate) fn restore_into(
         parent: Some(report.bookmark),
         started_ms: shared.config.clock.now_ms(),
     };
-    shared.on_bucket(move |b| async move { write_manifest(&b, &id, m).await })?;
+    let clock = shared.config.clock.clone();
+    shared.on_bucket(move |b| async move { write_manifest(&b, &*clock, &id, m).await })?;
     let _ = std::fs::remove_file(dir.join("db-wal"));
     let _ = std::fs::remove_file(dir.join(HINT_FILE));
     std::fs::rename(&tmp, dir.join("db"))

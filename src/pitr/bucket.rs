@@ -467,7 +467,7 @@ impl Bucket {
 /// Maps an object-store failure to [`ErrorKind::Io`] (retryable).
 #[cold]
 pub(crate) fn store_error(context: &str, e: object_store::Error) -> Error {
-    Error::new(ErrorKind::Io, format!("{context}: {e}"))
+    Error::context(ErrorKind::Io, context, e)
 }
 
 #[cfg(test)]

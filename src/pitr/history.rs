@@ -10,8 +10,10 @@ use super::keys::{Bookmark, KeyKind};
 use super::segment::{read_segment_header, SegmentReader};
 use super::snapshot::read_snapshot_header;
 use super::Bucket;
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
+use crate::retry::{Backoff, Step};
 
 /// Written once when an epoch starts (create-only, never deleted): where
 /// the timeline came from and when it started.
@@ -184,32 +186,27 @@ pub(crate) async fn load_epoch(bucket: &Bucket, id: &ObjectId, epoch: u64) -> Re
 /// Writes an epoch's manifest, create-only, retrying errors whose outcome
 /// is unknown. An existing one is fine (a retried start, or an attempt
 /// whose answer was lost): only the owner of an epoch writes its manifest.
-pub(crate) async fn write_manifest(bucket: &Bucket, id: &ObjectId, m: Manifest) -> Result<()> {
+pub(crate) async fn write_manifest(
+    bucket: &Bucket,
+    clock: &dyn Clock,
+    id: &ObjectId,
+    m: Manifest,
+) -> Result<()> {
     let key = bucket.layout().manifest(id, m.epoch);
-    let mut delay = std::time::Duration::from_millis(50);
-    let mut last = None;
-    for attempt in 0..4 {
-        if attempt > 0 {
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match bucket
-            .store()
-            .put_opts(&key, PutPayload::from(m.to_json()), opts)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => return Ok(()),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(store_error(
-        "writing an epoch manifest",
-        last.expect("at least one attempt"),
-    ))
+    let json = PutPayload::from(m.to_json());
+    let tried = Backoff::BUCKET
+        .run(clock, |_| async {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match bucket.store().put_opts(&key, json.clone(), opts).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(Step::Done(())),
+                Err(e) => Ok(Step::Retry(e)),
+            }
+        })
+        .await?;
+    tried.map_err(|e| store_error("writing an epoch manifest", e))
 }
 
 async fn get_range(store: &dyn ObjectStore, key: &Path, len: u64, size: u64) -> Result<Vec<u8>> {

@@ -85,7 +85,10 @@ impl ObjectShip {
                         parent: None,
                         started_ms: now_ms,
                     };
-                    shipper.on_bucket(move |b| async move { write_manifest(&b, &id, m).await })?;
+                    let clock = shipper.clock.clone();
+                    shipper.on_bucket(move |b| async move {
+                        write_manifest(&b, &*clock, &id, m).await
+                    })?;
                 }
                 let snap = ep.snapshots.iter().map(|s| s.seq).max();
                 ShipInner {

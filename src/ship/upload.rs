@@ -7,15 +7,16 @@
 //! (never checkpointed) to be shipped on reopen.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::queue::{ShipState, SnapshotJob};
 use super::{PitrConfig, Shipper};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pitr::{encode_snapshot, Record, SegmentWriter};
+use crate::retry::{Backoff, Step};
 
 pub(super) async fn upload_loop(shipper: Arc<Shipper>, st: Arc<ShipState>) {
     let up = Uploader {
@@ -24,7 +25,7 @@ pub(super) async fn upload_loop(shipper: Arc<Shipper>, st: Arc<ShipState>) {
     let sem = shipper.sem.clone();
     {
         if !up.shipper.cfg.flush_interval.is_zero() {
-            tokio::time::sleep(up.shipper.cfg.flush_interval).await;
+            up.shipper.clock.sleep(up.shipper.cfg.flush_interval).await;
         }
         loop {
             enum Job {
@@ -145,6 +146,7 @@ impl Uploader {
             key,
             bytes,
             &self.shipper.cfg,
+            &*self.shipper.clock,
         )
         .await
     }
@@ -155,47 +157,48 @@ pub(crate) async fn put_create(
     key: &Path,
     bytes: Vec<u8>,
     cfg: &PitrConfig,
+    clock: &dyn Clock,
 ) -> Result<()> {
-    let mut delay = cfg.retry_base;
-    let mut last_err = String::new();
-    for attempt in 0..cfg.upload_attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
-        };
-        match store
-            .put_opts(key, PutPayload::from(bytes.clone()), opts)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => match store.get(key).await {
-                Ok(got) => match got.bytes().await {
-                    Ok(existing) if existing[..] == bytes[..] => return Ok(()),
-                    Ok(existing) if same_commits(&existing, &bytes) => return Ok(()),
-                    Ok(_) => {
-                        return Err(Error::new(
-                            ErrorKind::Corruption,
-                            format!("{key} already exists with different contents"),
-                        ))
-                    }
-                    Err(e) => last_err = e.to_string(),
+    let policy = Backoff::uploads(cfg.retry_base, cfg.upload_attempts);
+    let tried = policy
+        .run(clock, |_| async {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let err = match store
+                .put_opts(key, PutPayload::from(bytes.clone()), opts)
+                .await
+            {
+                Ok(_) => return Ok(Step::Done(())),
+                Err(object_store::Error::AlreadyExists { .. }) => match store.get(key).await {
+                    Ok(got) => match got.bytes().await {
+                        Ok(existing) if existing[..] == bytes[..] => return Ok(Step::Done(())),
+                        Ok(existing) if same_commits(&existing, &bytes) => {
+                            return Ok(Step::Done(()))
+                        }
+                        Ok(_) => {
+                            return Err(Error::new(
+                                ErrorKind::Corruption,
+                                format!("{key} already exists with different contents"),
+                            ))
+                        }
+                        Err(e) => e,
+                    },
+                    Err(e) => e,
                 },
-                Err(e) => last_err = e.to_string(),
-            },
-            Err(e) => last_err = e.to_string(),
-        }
-    }
-    Err(Error::new(
-        ErrorKind::Io,
-        format!(
-            "PUT {key} failed after {} attempts: {last_err}",
-            cfg.upload_attempts
-        ),
-    ))
+                Err(e) => e,
+            };
+            Ok(Step::Retry(err))
+        })
+        .await?;
+    tried.map_err(|last| {
+        Error::context(
+            ErrorKind::Io,
+            format_args!("PUT {key} failed after {} attempts", policy.attempts.max(1)),
+            last,
+        )
+    })
 }
 
 /// True if two encodings carry the same commits of the same object and

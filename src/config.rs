@@ -195,6 +195,21 @@ impl Config {
         self.sync_threads = threads;
         self
     }
+
+    pub fn with_pitr(mut self, pitr: PitrConfig) -> Self {
+        self.pitr = pitr;
+        self
+    }
+
+    /// Pragmas user SQL may run, replacing the default list
+    /// (`amber::sqlite::DEFAULT_PRAGMAS`).
+    pub fn with_allowed_pragmas<S: Into<String>>(
+        mut self,
+        pragmas: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.allowed_pragmas = pragmas.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 impl Default for Config {

@@ -50,6 +50,33 @@ pub enum ErrorKind {
     Fenced,
 }
 
+impl ErrorKind {
+    /// A short lowercase name, as in logs and the C API's messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::NotAllowed => "not allowed",
+            ErrorKind::LimitExceeded => "limit exceeded",
+            ErrorKind::StorageFull => "storage full",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Broken => "broken",
+            ErrorKind::Io => "i/o error",
+            ErrorKind::Corruption => "corruption",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::NotOwner => "not owner",
+            ErrorKind::Fenced => "fenced",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
@@ -242,5 +269,43 @@ impl std::error::Error for Error {
 impl From<SqliteError> for Error {
     fn from(e: SqliteError) -> Self {
         Error::sqlite(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_display_as_distinct_names() {
+        use ErrorKind::*;
+        let kinds = [
+            InvalidInput,
+            NotAllowed,
+            LimitExceeded,
+            StorageFull,
+            Locked,
+            Broken,
+            Io,
+            Corruption,
+            Closed,
+            Timeout,
+            Overloaded,
+            NotOwner,
+            Fenced,
+        ];
+        let names: std::collections::BTreeSet<String> =
+            kinds.iter().map(|k| k.to_string()).collect();
+        assert_eq!(names.len(), kinds.len());
+        assert_eq!(StorageFull.to_string(), "storage full");
+    }
+
+    #[test]
+    fn context_keeps_the_source() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::context(ErrorKind::Io, "writing x", io);
+        assert_eq!(e.message(), "writing x: disk on fire");
+        let src = std::error::Error::source(&e).expect("a source");
+        assert!(src.downcast_ref::<std::io::Error>().is_some());
     }
 }

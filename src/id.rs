@@ -51,12 +51,7 @@ impl ObjectId {
     }
 
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(ID_HEX_LEN);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
-        }
-        s
+        hex(&self.0)
     }
 
     /// The id with these bytes, as stored in the store journal.
@@ -110,6 +105,16 @@ impl fmt::Debug for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ObjectId({})", self.to_hex())
     }
+}
+
+/// Lowercase hex, two digits a byte: the library's one hex encoder.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@
 //! ```
 
 // Layers, lowest first (tests/layering.rs keeps them so): clock, testing
-// -> sqlite -> error -> id, fsutil, background -> durability -> pitr ->
-// cluster -> ship -> config -> object -> store -> runtime -> server, capi.
+// -> sqlite -> error -> id, fsutil, background, retry -> durability
+// -> journal -> pitr -> cluster -> ship -> config -> object -> store
+// -> runtime -> server, capi.
 // A module imports only from layers below it.
 mod background;
 #[cfg(feature = "capi")]
@@ -53,6 +54,15 @@ pub use durability::Ticket;
 pub use error::{Error, ErrorKind, Result};
 pub use id::{ObjectId, MAX_NAME_BYTES};
 pub use journal::JournalStats;
+// What `Store`'s point-in-time methods take and return.
 pub use object::{Cursor, ListOptions, Object, ReadOptions, Row, WriteOptions};
+/// The object-store crate whose types `Bucket` takes (`Bucket::from_store`
+/// with a store of your own), at the version amber builds.
+pub use object_store;
+pub use pitr::diagnose::Diagnosis;
+pub use pitr::{
+    Bookmark, Bucket, EpochHistory, GcReport, History, RestoreOptions, RestoreReport,
+    RestoreTarget, VerifyReport,
+};
 pub use sqlite::{Value, ValueRef};
 pub use store::{ObjectInfo, Store};

@@ -10,14 +10,16 @@ use super::args::{c_bytes, c_str, Out};
 use super::error::{
     AmberCode, CError, ErrorSlot, AMBER_ERR_INTERNAL, AMBER_ERR_INVALID_INPUT, AMBER_OK,
 };
-use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use std::sync::Mutex;
+
+use super::handle::{self, into_raw, Handle, Ptr, State};
 use crate::config::{BucketConfig, Config, DurabilityLevel};
 use crate::pitr::BucketUrl;
 
 /// A store configuration being built. Made by `amber_config_new`, freed by
 /// `amber_config_free`. Used by one thread at a time.
 pub struct AmberConfig {
-    cell: Exclusive<ConfigState>,
+    cell: Mutex<ConfigState>,
 }
 
 pub(crate) struct ConfigState {
@@ -33,7 +35,7 @@ impl State for ConfigState {
 
 impl Handle for AmberConfig {
     type State = ConfigState;
-    fn cell(&self) -> &Exclusive<ConfigState> {
+    fn cell(&self) -> &Mutex<ConfigState> {
         &self.cell
     }
 }
@@ -111,7 +113,7 @@ pub unsafe extern "C" fn amber_config_new(
             }
             let config = Config::new(OsStr::from_bytes(dir));
             out.set(into_raw(AmberConfig {
-                cell: Exclusive::new(ConfigState {
+                cell: Mutex::new(ConfigState {
                     config,
                     slot: ErrorSlot::default(),
                 }),

@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_void, CString};
 
 use super::args::Out;
 use super::error::{to_cstring, AmberCode, CError, ErrorSlot, AMBER_DONE, AMBER_OK, AMBER_ROW};
-use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use std::sync::Mutex;
+
+use super::handle::{self, into_raw, Handle, Ptr, State};
 use super::sql::{
     AmberValue, AMBER_TYPE_BLOB, AMBER_TYPE_INTEGER, AMBER_TYPE_NULL, AMBER_TYPE_REAL,
     AMBER_TYPE_TEXT,
@@ -17,7 +19,7 @@ pub struct AmberCursor {
     columns: Vec<CString>,
     rows_read: u64,
     rows_written: u64,
-    cell: Exclusive<CursorState>,
+    cell: Mutex<CursorState>,
 }
 
 /// A column value as C reads it: text keeps a trailing NUL.
@@ -98,7 +100,7 @@ impl State for CursorState {
 
 impl Handle for AmberCursor {
     type State = CursorState;
-    fn cell(&self) -> &Exclusive<CursorState> {
+    fn cell(&self) -> &Mutex<CursorState> {
         &self.cell
     }
 }
@@ -117,7 +119,7 @@ pub(crate) fn new_cursor(
         columns: columns.iter().map(|c| to_cstring(c)).collect(),
         rows_read,
         rows_written,
-        cell: Exclusive::new(CursorState {
+        cell: Mutex::new(CursorState {
             rows,
             current: None,
             slot: ErrorSlot::default(),

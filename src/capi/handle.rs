@@ -2,72 +2,25 @@
 //! `AMBER_ERR_BUSY`, an error slot, and the wrapper that runs each entry
 //! point under `catch_unwind`.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::ffi::c_char;
-use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use super::error::{
     AmberCode, CError, CResult, ErrorSlot, AMBER_ERR_BUSY, AMBER_ERR_INTERNAL, AMBER_ERR_MISUSE,
     AMBER_ERR_NULL_POINTER, AMBER_OK, BUSY_MESSAGE, NULL_HANDLE_MESSAGE,
 };
 
-/// A value that one thread at a time may use. `try_lock` never blocks: a
-/// second thread gets `None`, which the C API reports as `AMBER_ERR_BUSY`.
-pub(crate) struct Exclusive<T> {
-    in_use: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only through `ExclusiveGuard`, and the `in_use`
-// flag (acquire/release) allows one guard at a time, so the `T` goes to one
-// thread at a time: what `T: Send` permits, as for `Mutex`.
-unsafe impl<T: Send> Sync for Exclusive<T> {}
-
-impl<T> Exclusive<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Exclusive {
-            in_use: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    pub(crate) fn try_lock(&self) -> Option<ExclusiveGuard<'_, T>> {
-        self.in_use
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        Some(ExclusiveGuard { owner: self })
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.value.into_inner()
-    }
-}
-
-pub(crate) struct ExclusiveGuard<'a, T> {
-    owner: &'a Exclusive<T>,
-}
-
-impl<T> Deref for ExclusiveGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: this guard exists only while `in_use` is set by it, so no
-        // other reference to the value exists (see `unsafe impl Sync`).
-        unsafe { &*self.owner.value.get() }
-    }
-}
-
-impl<T> DerefMut for ExclusiveGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
-        unsafe { &mut *self.owner.value.get() }
-    }
-}
-
-impl<T> Drop for ExclusiveGuard<'_, T> {
-    fn drop(&mut self) {
-        self.owner.in_use.store(false, Ordering::Release);
+/// Claims a handle's state for this thread without blocking: `None` if
+/// another thread holds it, which the C API reports as `AMBER_ERR_BUSY`.
+/// Poisoning is ignored: a panic inside a call is caught with the guard
+/// held and `State::after_panic` has already put the state right.
+pub(crate) fn try_claim<T>(cell: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match cell.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::WouldBlock) => None,
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
     }
 }
 
@@ -88,7 +41,7 @@ pub(crate) trait State {
 /// A handle type: a box the C side holds a pointer to.
 pub(crate) trait Handle {
     type State: State;
-    fn cell(&self) -> &Exclusive<Self::State>;
+    fn cell(&self) -> &Mutex<Self::State>;
 }
 
 /// A handle pointer from C that the caller vouched for.
@@ -132,7 +85,7 @@ pub(crate) fn call<H: Handle>(
         let Some(h) = handle.get() else {
             return AMBER_ERR_NULL_POINTER;
         };
-        let Some(mut state) = h.cell().try_lock() else {
+        let Some(mut state) = try_claim(h.cell()) else {
             return AMBER_ERR_BUSY;
         };
         if !state.admits_current_thread() {
@@ -159,7 +112,7 @@ pub(crate) fn errmsg<H: Handle>(handle: Ptr<H>) -> *const c_char {
         let Some(h) = handle.get() else {
             return NULL_HANDLE_MESSAGE.as_ptr();
         };
-        match h.cell().try_lock() {
+        match try_claim(h.cell()) {
             // The pointer outlives the guard: it points into the slot's
             // CString, which only the next call on this handle replaces.
             Some(mut state) => state.slot().message_ptr(),
@@ -186,7 +139,7 @@ pub(crate) fn free<H: Handle>(
         if joins_threads && in_callback() {
             return AMBER_ERR_MISUSE;
         }
-        let Some(state) = h.cell().try_lock() else {
+        let Some(state) = try_claim(h.cell()) else {
             return AMBER_ERR_BUSY;
         };
         if !state.admits_current_thread() {
@@ -256,11 +209,11 @@ mod tests {
         }
     }
 
-    struct DummyHandle(Exclusive<Dummy>);
+    struct DummyHandle(Mutex<Dummy>);
 
     impl Handle for DummyHandle {
         type State = Dummy;
-        fn cell(&self) -> &Exclusive<Dummy> {
+        fn cell(&self) -> &Mutex<Dummy> {
             &self.0
         }
     }
@@ -277,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_panic_inside_a_call_becomes_an_internal_error_and_releases_the_handle() {
-        let h = DummyHandle(Exclusive::new(Dummy::default()));
+        let h = DummyHandle(Mutex::new(Dummy::default()));
         // SAFETY: `h` outlives every use of the pointer.
         let p = unsafe { Ptr::new(&h) };
         let code = call(p, |_| -> CResult<AmberCode> { panic!("boom") });
@@ -296,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_second_claim_is_refused_until_the_first_ends() {
-        let h = DummyHandle(Exclusive::new(Dummy::default()));
+        let h = DummyHandle(Mutex::new(Dummy::default()));
         // SAFETY: `h` outlives every use of the pointer.
         let p = unsafe { Ptr::new(&h) };
         let inner = call(p, |_| Ok(call(p, |_| Ok(AMBER_OK))));

@@ -10,7 +10,9 @@ use std::ffi::{c_char, CString};
 
 use super::args::{utf8, Out};
 use super::error::{to_cstring, AmberCode, CError, CResult, ErrorSlot, AMBER_OK};
-use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use std::sync::{Mutex, PoisonError};
+
+use super::handle::{self, into_raw, Handle, Ptr, State};
 use super::store::AmberStore;
 use super::ticket::{new_ticket, AmberTicket};
 use crate::object::Object;
@@ -21,7 +23,7 @@ use crate::object::Object;
 /// `AMBER_ERR_BUSY`.
 pub struct AmberObject {
     name: CString,
-    cell: Exclusive<ObjectState>,
+    cell: Mutex<ObjectState>,
 }
 
 pub(crate) struct ObjectState {
@@ -59,7 +61,7 @@ impl State for ObjectState {
 
 impl Handle for AmberObject {
     type State = ObjectState;
-    fn cell(&self) -> &Exclusive<ObjectState> {
+    fn cell(&self) -> &Mutex<ObjectState> {
         &self.cell
     }
 }
@@ -102,7 +104,7 @@ pub unsafe extern "C" fn amber_store_open_object(
         let object = st.store.open_object(name)?;
         out.set(into_raw(AmberObject {
             name: to_cstring(name),
-            cell: Exclusive::new(ObjectState {
+            cell: Mutex::new(ObjectState {
                 object: Some(object),
                 turn_owner: None,
                 slot: ErrorSlot::default(),
@@ -328,5 +330,7 @@ pub unsafe extern "C" fn amber_object_errmsg(obj: *const AmberObject) -> *const 
 pub unsafe extern "C" fn amber_object_free(obj: *mut AmberObject) -> AmberCode {
     // SAFETY: the caller's contract above.
     let obj = unsafe { Ptr::new(obj) };
-    handle::free(obj, true, |h| drop(h.cell.into_inner()))
+    handle::free(obj, true, |h| {
+        drop(h.cell.into_inner().unwrap_or_else(PoisonError::into_inner))
+    })
 }

@@ -5,7 +5,9 @@ use std::ffi::{c_char, CString};
 use super::args::Out;
 use super::config::AmberConfig;
 use super::error::{AmberCode, ErrorSlot, AMBER_OK};
-use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use std::sync::Mutex;
+
+use super::handle::{self, into_raw, Handle, Ptr, State};
 use super::kv::{new_list, AmberKvList};
 use crate::store::Store;
 
@@ -13,7 +15,7 @@ use crate::store::Store;
 /// by `amber_store_free`. Used by one thread at a time; give each thread
 /// its own handle with `amber_store_clone`.
 pub struct AmberStore {
-    cell: Exclusive<StoreState>,
+    cell: Mutex<StoreState>,
 }
 
 pub(crate) struct StoreState {
@@ -32,14 +34,14 @@ impl State for StoreState {
 
 impl Handle for AmberStore {
     type State = StoreState;
-    fn cell(&self) -> &Exclusive<StoreState> {
+    fn cell(&self) -> &Mutex<StoreState> {
         &self.cell
     }
 }
 
 fn new_handle(store: Store) -> *mut AmberStore {
     into_raw(AmberStore {
-        cell: Exclusive::new(StoreState {
+        cell: Mutex::new(StoreState {
             store,
             detail: None,
             slot: ErrorSlot::default(),

@@ -9,7 +9,9 @@ use super::args::Out;
 use super::error::{
     code_of, to_cstring, AmberCode, CError, ErrorSlot, AMBER_ERR_CLOSED, AMBER_OK, AMBER_PENDING,
 };
-use super::handle::{self, into_raw, Exclusive, Handle, Ptr, State};
+use std::sync::Mutex;
+
+use super::handle::{self, into_raw, Handle, Ptr, State};
 use crate::durability::Ticket;
 use crate::error::Error;
 
@@ -21,7 +23,7 @@ use crate::error::Error;
 /// clone it to wait from several threads.
 pub struct AmberTicket {
     seq: u64,
-    cell: Exclusive<TicketState>,
+    cell: Mutex<TicketState>,
 }
 
 pub(crate) struct TicketState {
@@ -37,7 +39,7 @@ impl State for TicketState {
 
 impl Handle for AmberTicket {
     type State = TicketState;
-    fn cell(&self) -> &Exclusive<TicketState> {
+    fn cell(&self) -> &Mutex<TicketState> {
         &self.cell
     }
 }
@@ -45,7 +47,7 @@ impl Handle for AmberTicket {
 pub(crate) fn new_ticket(ticket: Ticket) -> *mut AmberTicket {
     into_raw(AmberTicket {
         seq: ticket.seq(),
-        cell: Exclusive::new(TicketState {
+        cell: Mutex::new(TicketState {
             ticket,
             slot: ErrorSlot::default(),
         }),

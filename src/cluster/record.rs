@@ -1,13 +1,15 @@
 //! The two records cluster mode keeps in the bucket, as small JSON bodies:
 //! an object's ownership record and a host's lease.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, ErrorKind, Result};
 
 /// `<prefix>/owners/<id>`: which host incarnation owns the object, and in
 /// which epoch. Changed only by conditional PUTs (create, or update with
 /// the etag last read), so two hosts never both believe a change of theirs
 /// succeeded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerRecord {
     /// Incarnation id of the owning host.
     pub host: String,
@@ -26,7 +28,7 @@ pub struct OwnerRecord {
 /// `<prefix>/hosts/<incarnation>`: a host's lease, rewritten every
 /// quarter TTL. Others treat the host as gone once `renewed_ms + ttl_ms`
 /// has passed on their clock (liveness only; safety does not need it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
     pub host: String,
     pub addr: String,
@@ -41,68 +43,31 @@ impl LeaseRecord {
     }
 }
 
-fn bad(what: &str) -> Error {
-    Error::new(ErrorKind::Corruption, format!("{what} is malformed"))
-}
-
-fn field_str(v: &serde_json::Value, k: &str, what: &str) -> Result<String> {
-    v.get(k)
-        .and_then(|x| x.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| bad(what))
-}
-
-fn field_u64(v: &serde_json::Value, k: &str, what: &str) -> Result<u64> {
-    v.get(k).and_then(|x| x.as_u64()).ok_or_else(|| bad(what))
+fn bad(what: &str, e: serde_json::Error) -> Error {
+    Error::context(
+        ErrorKind::Corruption,
+        format_args!("{what} is malformed"),
+        e,
+    )
 }
 
 impl OwnerRecord {
     pub(crate) fn to_json(&self) -> Vec<u8> {
-        serde_json::json!({
-            "host": self.host,
-            "addr": self.addr,
-            "epoch": self.epoch,
-            "claim": self.claim,
-            "since_ms": self.since_ms,
-        })
-        .to_string()
-        .into_bytes()
+        serde_json::to_vec(self).expect("a record of strings and integers serializes")
     }
 
     pub(crate) fn from_json(bytes: &[u8]) -> Result<OwnerRecord> {
-        const W: &str = "an ownership record";
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| bad(W))?;
-        Ok(OwnerRecord {
-            host: field_str(&v, "host", W)?,
-            addr: field_str(&v, "addr", W)?,
-            epoch: field_u64(&v, "epoch", W)?,
-            claim: field_str(&v, "claim", W)?,
-            since_ms: field_u64(&v, "since_ms", W)?,
-        })
+        serde_json::from_slice(bytes).map_err(|e| bad("an ownership record", e))
     }
 }
 
 impl LeaseRecord {
     pub(crate) fn to_json(&self) -> Vec<u8> {
-        serde_json::json!({
-            "host": self.host,
-            "addr": self.addr,
-            "renewed_ms": self.renewed_ms,
-            "ttl_ms": self.ttl_ms,
-        })
-        .to_string()
-        .into_bytes()
+        serde_json::to_vec(self).expect("a record of strings and integers serializes")
     }
 
     pub(crate) fn from_json(bytes: &[u8]) -> Result<LeaseRecord> {
-        const W: &str = "a host lease";
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| bad(W))?;
-        Ok(LeaseRecord {
-            host: field_str(&v, "host", W)?,
-            addr: field_str(&v, "addr", W)?,
-            renewed_ms: field_u64(&v, "renewed_ms", W)?,
-            ttl_ms: field_u64(&v, "ttl_ms", W)?,
-        })
+        serde_json::from_slice(bytes).map_err(|e| bad("a host lease", e))
     }
 }
 
@@ -129,6 +94,9 @@ mod tests {
         assert_eq!(LeaseRecord::from_json(&l.to_json()).unwrap(), l);
         assert!(l.live_at(1499));
         assert!(!l.live_at(1500));
+        // The bytes earlier versions wrote still parse.
+        let old = br#"{"addr":"a:1","claim":"c","epoch":3,"host":"h","since_ms":9}"#;
+        assert_eq!(OwnerRecord::from_json(old).unwrap().epoch, 3);
     }
 
     #[test]

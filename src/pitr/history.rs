@@ -4,6 +4,7 @@
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
 
 use super::bucket::store_error;
 use super::keys::{Bookmark, KeyKind};
@@ -26,31 +27,37 @@ pub struct Manifest {
     pub started_ms: u64,
 }
 
+/// A manifest as stored: the parent as its bookmark's text.
+#[derive(Serialize, Deserialize)]
+struct ManifestJson {
+    epoch: u64,
+    #[serde(default)]
+    parent: Option<String>,
+    started_ms: u64,
+}
+
 impl Manifest {
     fn to_json(self) -> Vec<u8> {
-        serde_json::json!({
-            "epoch": self.epoch,
-            "parent": self.parent.map(|b| b.to_string()),
-            "started_ms": self.started_ms,
-        })
-        .to_string()
-        .into_bytes()
+        let m = ManifestJson {
+            epoch: self.epoch,
+            parent: self.parent.map(|b| b.to_string()),
+            started_ms: self.started_ms,
+        };
+        serde_json::to_vec(&m).expect("a record of strings and integers serializes")
     }
 
     fn from_json(bytes: &[u8]) -> Result<Manifest> {
         let bad = || Error::new(ErrorKind::Corruption, "epoch manifest is malformed");
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
-        let parent = match v.get("parent") {
-            Some(serde_json::Value::String(s)) => Some(s.parse::<Bookmark>().map_err(|_| bad())?),
-            _ => None,
+        let m: ManifestJson = serde_json::from_slice(bytes)
+            .map_err(|e| Error::context(ErrorKind::Corruption, "epoch manifest is malformed", e))?;
+        let parent = match m.parent {
+            Some(s) => Some(s.parse::<Bookmark>().map_err(|_| bad())?),
+            None => None,
         };
         Ok(Manifest {
-            epoch: v.get("epoch").and_then(|x| x.as_u64()).ok_or_else(bad)?,
+            epoch: m.epoch,
             parent,
-            started_ms: v
-                .get("started_ms")
-                .and_then(|x| x.as_u64())
-                .ok_or_else(bad)?,
+            started_ms: m.started_ms,
         })
     }
 }

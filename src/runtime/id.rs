@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use crate::id::{hex, ObjectId};
 use crate::store::Store;
 
 /// The id of one runtime object. Equality, ordering and hashing use the 32
@@ -121,10 +121,6 @@ fn unique_mac(store: &Store, class: &str, random: &[u8; 16]) -> Result<[u8; 16]>
     let mut out = [0u8; 16];
     out.copy_from_slice(&h.as_bytes()[..16]);
     Ok(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Class names: 1 to 64 characters of `[a-z0-9_-]`, so they are safe in

@@ -37,3 +37,37 @@ impl Default for PitrConfig {
         }
     }
 }
+
+impl PitrConfig {
+    pub fn with_flush_interval(mut self, d: Duration) -> Self {
+        self.flush_interval = d;
+        self
+    }
+
+    pub fn with_max_segment_bytes(mut self, bytes: usize) -> Self {
+        self.max_segment_bytes = bytes;
+        self
+    }
+
+    pub fn with_max_concurrent_uploads(mut self, n: usize) -> Self {
+        self.max_concurrent_uploads = n;
+        self
+    }
+
+    /// Attempts per PUT, and the first retry delay (doubling, capped at 5 s).
+    pub fn with_retries(mut self, attempts: u32, base: Duration) -> Self {
+        self.upload_attempts = attempts;
+        self.retry_base = base;
+        self
+    }
+
+    pub fn with_retention(mut self, d: Duration) -> Self {
+        self.retention = d;
+        self
+    }
+
+    pub fn with_snapshot_min_interval(mut self, d: Duration) -> Self {
+        self.snapshot_min_interval = d;
+        self
+    }
+}

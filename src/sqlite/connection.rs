@@ -57,6 +57,12 @@ unsafe impl Send for Connection {}
 
 impl Connection {
     /// Opens (creating if needed) a database file with the given policy.
+    ///
+    /// Public for tools that read a file amber wrote, such as a database
+    /// rebuilt by `Store::restore` (the CLI's `export`, the tests), under
+    /// the same SQL policy. An object's own database is opened only
+    /// through `Store::open_object`: opening it here as well would bypass
+    /// its lock and the store journal.
     pub fn open(
         path: &Path,
         reserved_prefix: &str,

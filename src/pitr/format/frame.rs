@@ -17,7 +17,7 @@
 //! a header that fails its CRC is never interpreted. The tests in
 //! `tests/pitr_format.rs` pin the bytes and the errors.
 
-use crate::id::ObjectId;
+use crate::id::{hex, ObjectId};
 
 use super::error::{Checksum, DecodeError, EncodeError, FileKind, Location, Problem};
 
@@ -150,16 +150,6 @@ pub(crate) fn crc32(parts: &[&[u8]]) -> u32 {
         h.update(p);
     }
     h.finalize()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// The trailer of a file whose body (everything before the trailer) is

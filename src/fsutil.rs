@@ -27,6 +27,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename, without
+/// an fsync: readers see the old file or the new one, and a power cut may
+/// take the new one, so only a file that can be rebuilt is written so.
+pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))
+}
+
+/// Creates the directory `dir` (its parent must exist) without an fsync;
+/// fine if it exists.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(format!("create directory {}", dir.display()), e)),
+    }
+}
+
 /// Creates `dir` and its missing parents, fsyncing each new entry's parent.
 pub(crate) fn create_dir_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {

@@ -188,8 +188,8 @@ pub(super) fn scan(dir: &Path, boot: &BootId) -> Result<Found> {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
             Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
         };
-        if header.is_none() && h[..8] == format::MAGIC && h[8..12] != format::VERSION.to_le_bytes()
-        {
+        let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+        if header.is_none() && h[..8] == format::MAGIC && version > format::VERSION {
             // A newer amber's journal: its records may be acknowledged
             // commits, so neither skip nor retire it.
             return Err(Error::new(
@@ -197,14 +197,14 @@ pub(super) fn scan(dir: &Path, boot: &BootId) -> Result<Found> {
                 format!(
                     "journal file {} has format version {}; this amber reads version {}",
                     path.display(),
-                    u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")),
+                    version,
                     format::VERSION
                 ),
             ));
         }
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         match header {
-            Some(b) if b == *boot && b != [0u8; 16] => {
+            Some((_, b)) if b == *boot && b != [0u8; 16] => {
                 found.same_boot.push(SameBoot { gen, path, bytes })
             }
             // A file whose header never reached the disk holds nothing
@@ -235,6 +235,10 @@ pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, us
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
         .len();
     let mut out = Vec::new();
+    let Some(version) = version_of(file) else {
+        // No header reached the disk: nothing in the file was durable.
+        return Ok(out);
+    };
     let mut off = format::FILE_HEADER as u64;
     let mut buf = Vec::new();
     while off < len {
@@ -244,7 +248,7 @@ pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, us
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let mut at = 0usize;
         loop {
-            match format::peek(&buf[at..]) {
+            match format::peek(&buf[at..], version) {
                 Peek::Record(h, n) => {
                     out.push((h, off + at as u64, n));
                     at += n;
@@ -263,7 +267,7 @@ pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, us
                     break;
                 }
                 Peek::Invalid => {
-                    check_torn(file, path, &buf[at..], off + at as u64, len)?;
+                    check_torn(file, path, version, &buf[at..], off + at as u64, len)?;
                     return Ok(out);
                 }
             }
@@ -273,43 +277,71 @@ pub(super) fn index(file: &File, path: &Path) -> Result<Vec<(RecordHead, u64, us
     Ok(out)
 }
 
-/// An invalid record is a torn tail, written after the last fsync, unless
-/// a valid record follows it: then bytes inside the durable part changed,
-/// and what follows must not be dropped in silence. This catches damage
-/// that left the length field intact.
-fn check_torn(file: &File, path: &Path, here: &[u8], at: u64, len: u64) -> Result<()> {
+/// The format version in `file`'s header, if it has one this amber reads.
+fn version_of(file: &File) -> Option<u32> {
+    let mut h = [0u8; format::FILE_HEADER];
+    file.read_exact_at(&mut h, 0).ok()?;
+    format::read_header(&h).map(|(v, _)| v)
+}
+
+/// An invalid record at `at` is a torn tail, written after the last fsync
+/// (whose writes may have reached the disk in any order), unless bytes
+/// already durable changed: then what follows must not be dropped in
+/// silence. Version 2 knows which: a valid record further on that was
+/// written once the file was fsynced past `at` proves the damage durable.
+/// Version 1 takes any valid record right after as that proof. Either
+/// finds the next record through the damaged one's length field, so
+/// damage that left it intact is caught.
+fn check_torn(
+    file: &File,
+    path: &Path,
+    version: u32,
+    here: &[u8],
+    at: u64,
+    len: u64,
+) -> Result<()> {
     if here.len() < format::RECORD_HEADER {
         return Ok(());
     }
     let body = u64::from(u32::from_le_bytes(here[..4].try_into().expect("4 bytes")));
-    let next = at + format::RECORD_HEADER as u64 + body;
-    if body == 0 || next + format::RECORD_HEADER as u64 > len {
+    let mut next = at + format::RECORD_HEADER as u64 + body;
+    if body == 0 {
         return Ok(());
+    }
+    while let Some((h, n)) = record_at(file, version, next, len) {
+        if version < 2 || h.synced_to > at {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!(
+                    "journal file {} has a damaged record at offset {at} followed by valid ones; \
+                     commits after it may be lost (keep the file and restore the objects it \
+                     names from the bucket)",
+                    path.display()
+                ),
+            ));
+        }
+        next += n as u64;
+    }
+    Ok(())
+}
+
+/// The valid record at `off`, if there is one.
+fn record_at(file: &File, version: u32, off: u64, len: u64) -> Option<(RecordHead, usize)> {
+    if off + format::RECORD_HEADER as u64 > len {
+        return None;
     }
     let mut head = [0u8; format::RECORD_HEADER];
-    if file.read_exact_at(&mut head, next).is_err() {
-        return Ok(());
-    }
+    file.read_exact_at(&mut head, off).ok()?;
     let need = format::RECORD_HEADER as u64
         + u64::from(u32::from_le_bytes(head[..4].try_into().expect("4 bytes")));
-    if need > len - next || need > 1 << 30 {
-        return Ok(());
+    if need > len - off || need > 1 << 30 {
+        return None;
     }
     let mut rec = vec![0u8; need as usize];
-    if file.read_exact_at(&mut rec, next).is_err() {
-        return Ok(());
-    }
-    match format::peek(&rec) {
-        Peek::Record(..) => Err(Error::new(
-            ErrorKind::Corruption,
-            format!(
-                "journal file {} has a damaged record at offset {at} followed by valid ones; \
-                 commits after it may be lost (keep the file and restore the objects it names \
-                 from the bucket)",
-                path.display()
-            ),
-        )),
-        _ => Ok(()),
+    file.read_exact_at(&mut rec, off).ok()?;
+    match format::peek(&rec, version) {
+        Peek::Record(h, n) => Some((h, n)),
+        _ => None,
     }
 }
 
@@ -326,7 +358,11 @@ pub(crate) struct ReplayRecord {
 pub(crate) struct ReplayFile {
     pub(super) path: PathBuf,
     file: File,
+    version: u32,
     records: HashMap<ObjectId, Vec<ReplayRecord>>,
+    /// The largest `synced_to` among its records: an fsync covered at
+    /// least this much of the file.
+    vouched_to: u64,
 }
 
 impl ReplayFile {
@@ -340,11 +376,24 @@ impl ReplayFile {
                     .push(ReplayRecord { head, offset, len });
             }
         }
+        let vouched_to = records
+            .values()
+            .flatten()
+            .map(|r| r.head.synced_to)
+            .max()
+            .unwrap_or(0);
         Ok(ReplayFile {
             path,
+            version: version_of(&file).unwrap_or(format::VERSION),
             file,
             records,
+            vouched_to,
         })
+    }
+
+    /// Whether a later record of the file proves `r` was fsynced.
+    pub(crate) fn vouched(&self, r: &ReplayRecord) -> bool {
+        r.offset + r.len as u64 <= self.vouched_to
     }
 
     /// The objects this file holds commits of.
@@ -362,7 +411,7 @@ impl ReplayFile {
         self.file
             .read_exact_at(&mut buf, r.offset)
             .map_err(|e| Error::io(format!("read {}", self.path.display()), e))?;
-        match format::decode(&buf) {
+        match format::decode(&buf, self.version) {
             Some((_, c)) => Ok(c),
             None => Err(Error::new(
                 ErrorKind::Corruption,

@@ -8,13 +8,21 @@
 //! hold commits that an object's own files lost.
 //! A record is written with one `pwrite` and is valid only whole: a reader
 //! stops at the first record that is cut short or fails its CRC, because
-//! everything from there on was written after the last fsync.
+//! everything from there on was written after the last fsync. Since
+//! version 2 each record ends with how far its file was fsynced when it
+//! was written, so a reader can tell a torn tail (writes after the last
+//! fsync may land in any order) from damage to bytes already durable.
 
 use crate::id::ObjectId;
 use crate::sqlite::wal::WalCommit;
 
 pub(crate) const MAGIC: [u8; 8] = *b"AMBERJNL";
-pub(crate) const VERSION: u32 = 1;
+/// The version this amber writes; it reads back to `MIN_VERSION`.
+pub(crate) const VERSION: u32 = 2;
+pub(crate) const MIN_VERSION: u32 = 1;
+/// Version 2's trailer: the file's fsynced length when the record was
+/// written (u64 LE), inside the CRC.
+const SYNCED_TO: usize = 8;
 pub(crate) const FILE_HEADER: usize = 32;
 /// Length and CRC in front of each body.
 pub(crate) const RECORD_HEADER: usize = 8;
@@ -44,6 +52,17 @@ pub(crate) struct RecordHead {
     pub(crate) db_size_pages: u32,
     pub(crate) page_size: u32,
     pub(crate) page_count: u32,
+    /// Bytes of the file that were fsynced before this record was written
+    /// (0 in version 1).
+    pub(crate) synced_to: u64,
+}
+
+fn trailer(version: u32) -> usize {
+    if version >= 2 {
+        SYNCED_TO
+    } else {
+        0
+    }
 }
 
 /// An all-zero boot id means "unknown": such a file is always replayed.
@@ -59,17 +78,38 @@ pub(crate) fn file_header(boot: &BootId) -> [u8; FILE_HEADER] {
     h
 }
 
-/// The boot a journal file was written in, if `h` is a header this
-/// version reads.
-pub(crate) fn read_header(h: &[u8]) -> Option<BootId> {
+/// The version and boot of a journal file, if `h` is a header this amber
+/// reads.
+pub(crate) fn read_header(h: &[u8]) -> Option<(u32, BootId)> {
     let ok = h.len() >= FILE_HEADER
         && h[..8] == MAGIC
-        && u32_at(h, 8) == VERSION
+        && (MIN_VERSION..=VERSION).contains(&u32_at(h, 8))
         && u32_at(h, 28) == crc32fast::hash(&h[..28]);
-    ok.then(|| h[12..28].try_into().expect("16 bytes"))
+    ok.then(|| (u32_at(h, 8), h[12..28].try_into().expect("16 bytes")))
 }
 
-/// Appends one record for `commit` to `out`.
+/// A record that `encode` laid out, waiting for `seal` to write its
+/// `synced_to` trailer and CRC.
+pub(crate) struct Unsealed {
+    start: usize,
+    crc: crc32fast::Hasher,
+}
+
+/// Writes the trailer and CRC of records `encode` appended to `out`. Cheap:
+/// it hashes eight bytes per record, so it runs under the journal's lock,
+/// where the fsynced length is known.
+pub(crate) fn seal(out: &mut [u8], records: Vec<Unsealed>, synced_to: u64) {
+    for r in records {
+        let len = u32_at(out, r.start) as usize;
+        let end = r.start + RECORD_HEADER + len;
+        out[end - SYNCED_TO..end].copy_from_slice(&synced_to.to_le_bytes());
+        let mut crc = r.crc;
+        crc.update(&out[end - SYNCED_TO..end]);
+        out[r.start + 4..r.start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+    }
+}
+
+/// Appends one record for `commit` to `out`, to be sealed.
 pub(crate) fn encode(
     id: &ObjectId,
     epoch: u64,
@@ -77,7 +117,7 @@ pub(crate) fn encode(
     time_ms: u64,
     commit: &WalCommit,
     out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Unsealed> {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER]);
     out.extend_from_slice(id.as_bytes());
@@ -101,6 +141,9 @@ pub(crate) fn encode(
         out.extend_from_slice(&z);
         Ok(())
     })?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + RECORD_HEADER..]);
+    out.extend_from_slice(&[0u8; SYNCED_TO]);
     let body_len = out.len() - start - RECORD_HEADER;
     if body_len as u64 > u64::from(MAX_BODY) {
         out.truncate(start);
@@ -108,10 +151,8 @@ pub(crate) fn encode(
             "commit too large for one journal record",
         ));
     }
-    let crc = crc32fast::hash(&out[start + RECORD_HEADER..]);
     out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
+    Ok(Unsealed { start, crc })
 }
 
 /// The record at the start of `buf`: `Some((head, total length))` when it
@@ -123,12 +164,13 @@ pub(crate) enum Peek {
     Invalid,
 }
 
-pub(crate) fn peek(buf: &[u8]) -> Peek {
+/// The record at the start of `buf`, in a file of `version`.
+pub(crate) fn peek(buf: &[u8], version: u32) -> Peek {
     if buf.len() < RECORD_HEADER {
         return Peek::NeedMore(RECORD_HEADER);
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
-    if len > MAX_BODY || (len as usize) < BODY_FIXED {
+    if len > MAX_BODY || (len as usize) < BODY_FIXED + trailer(version) {
         return Peek::Invalid;
     }
     let total = RECORD_HEADER + len as usize;
@@ -140,7 +182,7 @@ pub(crate) fn peek(buf: &[u8]) -> Peek {
     if crc32fast::hash(body) != crc {
         return Peek::Invalid;
     }
-    match head(body) {
+    match head(body, version) {
         Some(h) => Peek::Record(h, total),
         None => Peek::Invalid,
     }
@@ -154,7 +196,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-fn head(body: &[u8]) -> Option<RecordHead> {
+fn head(body: &[u8], version: u32) -> Option<RecordHead> {
+    let t = trailer(version);
+    if body.len() < BODY_FIXED + t {
+        return None;
+    }
     let mut id = [0u8; 32];
     id.copy_from_slice(&body[..32]);
     let h = RecordHead {
@@ -165,23 +211,29 @@ fn head(body: &[u8]) -> Option<RecordHead> {
         db_size_pages: u32_at(body, 56),
         page_size: u32_at(body, 60),
         page_count: u32_at(body, 64),
+        synced_to: if t > 0 {
+            u64_at(body, body.len() - t)
+        } else {
+            0
+        },
     };
     let numbers_end = BODY_FIXED as u64 + 4 * u64::from(h.page_count);
     let sane = (512..=65536).contains(&h.page_size)
         && h.page_size.is_power_of_two()
         && h.db_size_pages > 0
-        && numbers_end <= body.len() as u64;
+        && numbers_end <= (body.len() - t) as u64;
     sane.then_some(h)
 }
 
 /// Decodes a whole record (as `peek` accepted it) back into its commit.
-pub(crate) fn decode(record: &[u8]) -> Option<(RecordHead, WalCommit)> {
+pub(crate) fn decode(record: &[u8], version: u32) -> Option<(RecordHead, WalCommit)> {
     let body = record.get(RECORD_HEADER..)?;
-    let h = head(body)?;
+    let h = head(body, version)?;
     let n = h.page_count as usize;
     let numbers: Vec<u32> = (0..n).map(|i| u32_at(body, BODY_FIXED + 4 * i)).collect();
     let ps = h.page_size as usize;
-    let data = zstd::bulk::decompress(&body[BODY_FIXED + 4 * n..], n * ps).ok()?;
+    let z = &body[BODY_FIXED + 4 * n..body.len() - trailer(version)];
+    let data = zstd::bulk::decompress(z, n * ps).ok()?;
     if data.len() != n * ps {
         return None;
     }
@@ -216,29 +268,60 @@ mod tests {
     fn a_record_round_trips_and_every_cut_or_flip_is_refused() {
         let id = ObjectId::from_bytes([7; 32]);
         let mut buf = Vec::new();
-        encode(&id, 2, 41, 1_700_000_000_000, &commit(9), &mut buf).unwrap();
-        let Peek::Record(h, len) = peek(&buf) else {
+        let r = encode(&id, 2, 41, 1_700_000_000_000, &commit(9), &mut buf).unwrap();
+        // Unsealed, the CRC does not hold yet.
+        assert!(matches!(peek(&buf, VERSION), Peek::Invalid));
+        seal(&mut buf, vec![r], 12_345);
+        let Peek::Record(h, len) = peek(&buf, VERSION) else {
             panic!("whole record refused")
         };
         assert_eq!(len, buf.len());
-        assert_eq!((h.id, h.epoch, h.seq, h.page_count), (id, 2, 41, 2));
-        let (_, c) = decode(&buf).unwrap();
+        assert_eq!(
+            (h.id, h.epoch, h.seq, h.page_count, h.synced_to),
+            (id, 2, 41, 2, 12_345)
+        );
+        assert_eq!(&buf[buf.len() - 8..], &12_345u64.to_le_bytes());
+        let (_, c) = decode(&buf, VERSION).unwrap();
         assert_eq!(c, commit(9));
         for cut in 0..buf.len() {
-            assert!(!matches!(peek(&buf[..cut]), Peek::Record(..)), "cut {cut}");
+            assert!(
+                !matches!(peek(&buf[..cut], VERSION), Peek::Record(..)),
+                "cut {cut}"
+            );
         }
         for at in 0..buf.len() {
             let mut bad = buf.clone();
             bad[at] ^= 0x10;
-            assert!(!matches!(peek(&bad), Peek::Record(..)), "flip at {at}");
+            assert!(
+                !matches!(peek(&bad, VERSION), Peek::Record(..)),
+                "flip at {at}"
+            );
         }
+    }
+
+    #[test]
+    fn a_version_1_record_without_a_trailer_still_reads() {
+        let id = ObjectId::from_bytes([3; 32]);
+        let mut buf = Vec::new();
+        encode(&id, 0, 7, 1, &commit(1), &mut buf).unwrap();
+        // Version 1 had no trailer: drop it and put the CRC over the rest.
+        buf.truncate(buf.len() - SYNCED_TO);
+        let body_len = (buf.len() - RECORD_HEADER) as u32;
+        buf[0..4].copy_from_slice(&body_len.to_le_bytes());
+        let crc = crc32fast::hash(&buf[RECORD_HEADER..]);
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let Peek::Record(h, _) = peek(&buf, 1) else {
+            panic!("version 1 record refused")
+        };
+        assert_eq!((h.seq, h.synced_to), (7, 0));
+        assert_eq!(decode(&buf, 1).unwrap().1, commit(1));
     }
 
     #[test]
     fn the_file_header_is_pinned() {
         let h = file_header(&[0xab; 16]);
-        assert_eq!(read_header(&h), Some([0xab; 16]));
-        assert_eq!(&h[..12], b"AMBERJNL\x01\x00\x00\x00");
+        assert_eq!(read_header(&h), Some((2, [0xab; 16])));
+        assert_eq!(&h[..12], b"AMBERJNL\x02\x00\x00\x00");
         assert_eq!(&h[12..28], &[0xab; 16]);
         let mut bad = h;
         bad[9] = 1;

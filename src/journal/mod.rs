@@ -22,7 +22,7 @@ mod files;
 pub(crate) mod format;
 mod retire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -35,7 +35,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
 use crate::sqlite::wal::WalCommit;
 
-pub(crate) use files::ReplayFile;
+pub(crate) use files::{ReplayFile, ReplayRecord};
 
 /// The journal directory under the data directory.
 pub(crate) const JOURNAL_DIR: &str = "journal";
@@ -128,6 +128,9 @@ struct FileInfo {
     /// retire thread takes and whose objects it reads then.
     handle: Option<Arc<File>>,
     dir_synced: bool,
+    /// How many bytes of it an fsync has covered; each record written
+    /// carries it (format version 2).
+    synced_to: u64,
 }
 
 struct State {
@@ -136,6 +139,11 @@ struct State {
     files: BTreeMap<u64, FileInfo>,
     /// Per object: the highest (epoch, seq) durable in its own files.
     synced: HashMap<ObjectId, (u64, u64)>,
+    /// Objects created without an fsync (`Journal::created`) whose
+    /// directory entries no fsync has covered yet: a checkpoint syncs
+    /// their WAL and database but not their directory's entry, so they are
+    /// synced whole before a file that holds their records goes.
+    fresh: HashSet<ObjectId>,
     failed: Option<Error>,
     shutdown: bool,
     /// A zero-filled file ready to become the next journal file.
@@ -196,6 +204,7 @@ impl Journal {
             pending: Vec::new(),
             files: BTreeMap::new(),
             synced: HashMap::new(),
+            fresh: HashSet::new(),
             failed: None,
             shutdown: false,
             spare: None,
@@ -210,6 +219,7 @@ impl Journal {
                     objects: HashMap::new(),
                     handle: None,
                     dir_synced: true,
+                    synced_to: 0,
                 },
             );
         }
@@ -259,9 +269,12 @@ impl Journal {
         commits: &[WalCommit],
     ) -> Result<()> {
         let mut buf = Vec::new();
+        let mut unsealed = Vec::with_capacity(commits.len());
         for (i, c) in commits.iter().enumerate() {
-            format::encode(id, epoch, first_seq + i as u64, time_ms, c, &mut buf)
-                .map_err(|e| Error::io("encode a journal record", e))?;
+            unsealed.push(
+                format::encode(id, epoch, first_seq + i as u64, time_ms, c, &mut buf)
+                    .map_err(|e| Error::io("encode a journal record", e))?,
+            );
         }
         let last = first_seq + commits.len() as u64 - 1;
         let inner = &self.inner;
@@ -273,6 +286,8 @@ impl Journal {
             return Err(Error::new(ErrorKind::Closed, "store is shutting down"));
         }
         let (gen, file, end) = active_file(inner, &mut st, buf.len() as u64)?;
+        let synced_to = st.files.get(&gen).map_or(0, |f| f.synced_to);
+        format::seal(&mut buf, unsealed, synced_to);
         if let Err(e) = file.write_all_at(&buf, end) {
             // Nothing moved: the next record overwrites whatever part of
             // this one reached the file.
@@ -296,6 +311,12 @@ impl Journal {
         inner.counters.bytes.fetch_add(len, Ordering::Relaxed);
         inner.work.notify_one();
         Ok(())
+    }
+
+    /// Records that object `id` was just created without an fsync; its
+    /// creation commit is about to be appended.
+    pub(crate) fn created(&self, id: &ObjectId) {
+        self.inner.lock().fresh.insert(*id);
     }
 
     /// Records that object `id`'s own files hold every commit up to
@@ -379,6 +400,7 @@ fn active_file(inner: &Inner, st: &mut State, len: u64) -> Result<(u64, Arc<File
             objects: HashMap::new(),
             handle: Some(file.clone()),
             dir_synced: false,
+            synced_to: 0,
         },
     );
     st.active = Some((gen, file.clone(), format::FILE_HEADER as u64));
@@ -398,9 +420,11 @@ fn sync_loop(inner: &Inner) {
                 return;
             }
             let batch = std::mem::take(&mut st.pending);
-            let mut targets: Vec<(u64, Arc<File>, bool)> = Vec::new();
+            // (gen, handle, whether its directory entry needs an fsync,
+            // its length now, which the fsync will cover)
+            let mut targets: Vec<(u64, Arc<File>, bool, u64)> = Vec::new();
             for p in &batch {
-                if targets.iter().any(|(g, _, _)| *g == p.gen) {
+                if targets.iter().any(|t| t.0 == p.gen) {
                     continue;
                 }
                 let info = &st.files[&p.gen];
@@ -408,12 +432,12 @@ fn sync_loop(inner: &Inner) {
                     .handle
                     .clone()
                     .expect("pending records are in our files");
-                targets.push((p.gen, handle, !info.dir_synced));
+                targets.push((p.gen, handle, !info.dir_synced, info.bytes));
             }
             (batch, targets)
         };
         let mut result = Ok(());
-        for (gen, file, dir_first) in &targets {
+        for (gen, file, dir_first, covers) in &targets {
             result = file
                 .sync_data()
                 .map_err(|e| Error::io(format!("fsync journal file {}", files::name(*gen)), e));
@@ -431,6 +455,9 @@ fn sync_loop(inner: &Inner) {
             }
             if result.is_err() {
                 break;
+            }
+            if let Some(info) = inner.lock().files.get_mut(gen) {
+                info.synced_to = info.synced_to.max(*covers);
             }
         }
         match result {

@@ -127,8 +127,11 @@ fn retire_one(
         (objects, Some(f))
     };
     for (id, upto) in objects {
-        let synced = inner.lock().synced.get(&id).copied();
-        if synced.is_some_and(|s| s >= upto) {
+        let (synced, fresh) = {
+            let st = inner.lock();
+            (st.synced.get(&id).copied(), st.fresh.contains(&id))
+        };
+        if !fresh && synced.is_some_and(|s| s >= upto) {
             continue;
         }
         sync_object(inner, &id)?;
@@ -141,11 +144,12 @@ fn retire_one(
 }
 
 /// Makes everything object `id`'s files hold durable: its WAL, its
-/// database and its directory (which may hold a new WAL's entry). An
-/// object whose files are gone has nothing left to keep.
+/// database, its name, its directory (which may hold a new WAL's entry)
+/// and the directory's own entry, which an object created without an
+/// fsync lacks. An object whose files are gone has nothing left to keep.
 pub(super) fn sync_object(inner: &Inner, id: &ObjectId) -> Result<()> {
     let dir = id.dir_under(&inner.objects_root);
-    for name in ["db-wal", "db"] {
+    for name in ["db-wal", "db", "name"] {
         let p = dir.join(name);
         match File::open(&p) {
             Ok(f) => {
@@ -160,7 +164,12 @@ pub(super) fn sync_object(inner: &Inner, id: &ObjectId) -> Result<()> {
     if dir.is_dir() {
         crate::fsutil::sync_dir(&dir)?;
         inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(shard) = dir.parent() {
+            crate::fsutil::sync_dir(shard)?;
+            inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
     }
+    inner.lock().fresh.remove(id);
     Ok(())
 }
 

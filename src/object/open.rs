@@ -25,7 +25,22 @@ impl Object {
     pub(crate) fn open(shared: Arc<Shared>, id: ObjectId, name: &str) -> Result<Object> {
         let guard = shared.claim(id, name)?;
         let dir = shared.object_dir(&id);
-        fsutil::create_dir_durable(&dir)?;
+        // A new object can ride in the store journal: its directory, files
+        // and schema go to disk without an fsync, and its creation commit
+        // (seq 0, every page of the fresh database) is journaled ahead of
+        // its first commit, so a power cut that takes them is undone by
+        // replay (`object/replay.rs`). Cluster mode stamps epochs from the
+        // bucket first, and without the journal nothing could replay.
+        let fast = shared.journal.is_some() && shared.cluster.is_none() && is_new_dir(&dir);
+        if fast {
+            // The shard directory is shared by 1/256 of all objects.
+            if let Some(shard) = dir.parent() {
+                fsutil::create_dir_durable(shard)?;
+            }
+            fsutil::create_dir(&dir)?;
+        } else {
+            fsutil::create_dir_durable(&dir)?;
+        }
         let Some(lock) = lock_object(&dir)? else {
             return Err(Error::new(
                 ErrorKind::Locked,
@@ -50,21 +65,29 @@ impl Object {
         let activation = activation.map(|(a, _)| a);
         let db_path = dir.join("db");
         let is_new = !db_path.exists();
+        let fast = fast && is_new;
         let conn = Connection::open(
             &db_path,
             schema::RESERVED_PREFIX,
             shared.config.allowed_pragmas.clone(),
         )?;
-        configure(&conn, &shared, is_new)?;
+        configure(&conn, &shared, is_new, fast)?;
         let (seq, time_ms) = init_schema(&conn, name)?;
-        if is_new {
+        if fast {
+            conn.execute_batch_internal("PRAGMA synchronous = NORMAL")
+                .map_err(Error::sqlite)?;
+        } else if is_new {
             // Make the new database and its directory entries durable
             // before anyone can commit to it.
             conn.checkpoint_truncate()?;
             fsutil::sync_dir(&dir)?;
         }
-        let name_path = dir.join("name");
-        if !name_path.exists() {
+        let name_path = dir.join(NAME_FILE);
+        if fast {
+            // Durable once a checkpoint or the journal's retirement syncs
+            // the directory; replay rewrites it from the database before.
+            fsutil::write_replace(&name_path, name.as_bytes())?;
+        } else if !name_path.exists() {
             fsutil::write_atomic(&name_path, name.as_bytes())?;
         }
         let mut epoch = read_epoch(&conn)?;
@@ -97,7 +120,6 @@ impl Object {
             )?),
             None => None,
         };
-        drop(in_wal);
         let remote_seq = plan.as_ref().map_or(0, |p| p.shipped());
         let mark = Arc::new(Watermark::new(
             dir.join("db-wal"),
@@ -106,6 +128,17 @@ impl Object {
             remote_seq,
             remote_level,
         ));
+        if fast {
+            // The creation commit is seq 0; the first commit's record
+            // follows it into the same file, so one fsync covers both.
+            let j = shared
+                .journal
+                .as_ref()
+                .expect("fast creation needs the journal");
+            j.created(&id);
+            j.append(&mark, &id, epoch, 0, time_ms, &in_wal)?;
+        }
+        drop(in_wal);
         let ship = match (plan, &shared.shipper) {
             (Some(plan), Some(sh)) => Some(ObjectShip::start(
                 sh.clone(),
@@ -156,6 +189,17 @@ impl Object {
     }
 }
 
+/// The object's name, UTF-8, for listing without opening the database.
+pub(crate) const NAME_FILE: &str = "name";
+
+/// Whether `dir` holds no object yet: absent, or left empty.
+fn is_new_dir(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(_) => true,
+    }
+}
+
 /// Takes the object's process-wide lock (`flock` on `dir/lock`), held as
 /// long as the returned file; `None` when another process holds it.
 pub(super) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
@@ -180,7 +224,7 @@ pub(super) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
 const MIN_COLUMNS: usize = 8;
 
 /// Applies per-object pragmas and limits.
-fn configure(conn: &Connection, shared: &Shared, is_new: bool) -> Result<()> {
+fn configure(conn: &Connection, shared: &Shared, is_new: bool, fast: bool) -> Result<()> {
     let cfg = &shared.config;
     let l = &cfg.limits;
     let clamp = |v: usize| v.min(i32::MAX as usize) as i32;
@@ -194,7 +238,17 @@ fn configure(conn: &Connection, shared: &Shared, is_new: bool) -> Result<()> {
     );
     conn.set_limit(Limit::LikePatternLength, clamp(l.max_like_pattern));
     let t = &cfg.tuning;
-    let mut sql = String::new();
+    // Exclusive locking: no shared-memory file, one fd fewer, and a second
+    // process that slips past the lock file still cannot write.
+    let mut sql = String::from("PRAGMA locking_mode = EXCLUSIVE;");
+    if fast {
+        // Created without an fsync: the store journal holds the creation
+        // commit. Setting auto_vacuum and switching to WAL each write page
+        // 1 in rollback mode; with an in-memory rollback journal no
+        // `db-journal` file is made (one a power cut could bring back).
+        // NORMAL is set once the schema is in.
+        sql.push_str("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;");
+    }
     if is_new {
         // Only takes effect before the first table exists.
         sql.push_str(if t.auto_vacuum_full {
@@ -203,12 +257,12 @@ fn configure(conn: &Connection, shared: &Shared, is_new: bool) -> Result<()> {
             "PRAGMA auto_vacuum = INCREMENTAL;"
         });
     }
-    // Exclusive locking: no shared-memory file, one fd fewer, and a second
-    // process that slips past the lock file still cannot write.
-    sql.push_str("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;");
-    // NORMAL: commits do not fsync (the store journal does, shared by
-    // every object), checkpoints do.
-    sql.push_str("PRAGMA synchronous = NORMAL;");
+    sql.push_str("PRAGMA journal_mode = WAL;");
+    if !fast {
+        // NORMAL: commits do not fsync (the store journal does, shared by
+        // every object), checkpoints do.
+        sql.push_str("PRAGMA synchronous = NORMAL;");
+    }
     sql.push_str(&format!(
         "PRAGMA cache_size = -{}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
          PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT};",

@@ -9,14 +9,16 @@
 //! open. The object's lock is held throughout, so no handle can see the
 //! object half replayed.
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::OBJECTS_DIR;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil;
 use crate::id::ObjectId;
-use crate::journal::{Journal, ReplayFile};
-use crate::sqlite::wal;
+use crate::journal::{Journal, ReplayFile, ReplayRecord};
+use crate::sqlite::wal::{self, WalCommit};
 
 /// Replays every object `file` names, then lets the journal retire it.
 pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) -> Result<()> {
@@ -29,12 +31,37 @@ pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) 
 
 fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()> {
     let dir = id.dir_under(&config.data_dir.join(OBJECTS_DIR));
+    // Records no later record vouches for may be the unsynced tail of a
+    // power cut, so they were never acknowledged (see `gap`).
+    let unvouched = !file.records(&id).iter().any(|r| file.vouched(r));
+    if !dir.is_dir() {
+        if creation(file, &id).is_some() {
+            // The cut took the directory of an object created without fsync.
+            fsutil::create_dir_durable(&dir)?;
+        } else if unvouched {
+            return Ok(());
+        } else {
+            return Err(gone(&dir, &id));
+        }
+    }
     let Some(_lock) = super::open::lock_object(&dir)? else {
         // Another process of this boot has it open: it replayed the journal
         // itself when its store opened, before it could open the object.
         return Ok(());
     };
-    let (epoch, seq) = position(&dir, &id)?;
+    let (epoch, seq) = match super::restore::local_position(&dir)? {
+        Some(b) => (b.epoch(), b.seq()),
+        None => match creation(file, &id) {
+            // Created without an fsync, and the cut took the database (or
+            // its first page): build it again from its creation commit.
+            Some(r) => {
+                rebuild(&dir, &file.commit(&r)?)?;
+                (r.head.epoch, 0)
+            }
+            None if unvouched => return Ok(()),
+            None => return Err(gone(&dir, &id)),
+        },
+    };
     let mut todo: Vec<_> = file
         .records(&id)
         .iter()
@@ -44,18 +71,28 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
     todo.sort_by_key(|r| r.head.seq);
     todo.dedup_by_key(|r| r.head.seq);
     if todo.is_empty() {
-        return Ok(());
+        return restore_name(&dir);
     }
-    for (i, r) in todo.iter().enumerate() {
-        let want = seq + 1 + i as u64;
-        if r.head.seq != want {
+    let gap = (0..todo.len()).find(|&i| todo[i].head.seq != seq + 1 + i as u64);
+    if let Some(i) = gap {
+        // An acknowledged commit's fsync covered every record appended
+        // before it, in this file and in earlier ones. So if none of the
+        // records past the gap is vouched for (written into a file that an
+        // fsync had already covered past it), the gap is a power cut's
+        // unsynced tail, here or in an earlier file, and they go with it.
+        if todo[i..].iter().any(|r| file.vouched(r)) {
             return Err(Error::new(
                 ErrorKind::Corruption,
                 format!(
                     "object {id} is at commit {seq} of epoch {epoch}, but the store journal \
-                     lacks commit {want} and holds later ones"
+                     lacks commit {} and holds later ones",
+                    seq + 1 + i as u64
                 ),
             ));
+        }
+        todo.truncate(i);
+        if todo.is_empty() {
+            return restore_name(&dir);
         }
     }
     let commits = todo
@@ -74,20 +111,82 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
         ));
     }
     tracing::info!(object = %id, from = seq, to = last, "replayed commits from the store journal");
-    Ok(())
+    restore_name(&dir)
 }
 
 /// The (epoch, seq) an object's database opens at, as SQLite recovers it.
 fn position(dir: &Path, id: &ObjectId) -> Result<(u64, u64)> {
     match super::restore::local_position(dir)? {
         Some(b) => Ok((b.epoch(), b.seq())),
-        None => Err(Error::new(
+        None => Err(gone(dir, id)),
+    }
+}
+
+fn gone(dir: &Path, id: &ObjectId) -> Error {
+    Error::new(
+        ErrorKind::Corruption,
+        format!(
+            "the store journal holds commits of object {id}, whose database in {} is gone \
+             or unreadable",
+            dir.display()
+        ),
+    )
+}
+
+/// The object's creation commit (seq 0), when the journal holds it.
+fn creation(file: &ReplayFile, id: &ObjectId) -> Option<ReplayRecord> {
+    file.records(id).iter().find(|r| r.head.seq == 0).copied()
+}
+
+/// Writes a database from its creation commit, which holds every page of
+/// a fresh database, and drops what a cut left of the old files.
+fn rebuild(dir: &Path, c: &WalCommit) -> Result<()> {
+    let ps = c.page_size as u64;
+    let covered: std::collections::BTreeSet<u32> = c.pages.iter().map(|(n, _)| *n).collect();
+    if c.db_size_pages == 0 || (1..=c.db_size_pages).any(|n| !covered.contains(&n)) {
+        return Err(Error::new(
             ErrorKind::Corruption,
             format!(
-                "the store journal holds commits of object {id}, whose database in {} is gone \
-                 or unreadable",
+                "the creation commit of the object in {} does not hold every page",
                 dir.display()
             ),
-        )),
+        ));
     }
+    fsutil::create_dir_durable(dir)?;
+    for stale in ["db-wal", "db-journal"] {
+        match std::fs::remove_file(dir.join(stale)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("remove {}", dir.join(stale).display()),
+                    e,
+                ))
+            }
+        }
+    }
+    let path = dir.join("db");
+    let io = |e| Error::io(format!("rebuild {}", path.display()), e);
+    let f = std::fs::File::create(&path).map_err(io)?;
+    for (n, page) in &c.pages {
+        if *n <= c.db_size_pages {
+            f.write_all_at(page, (u64::from(*n) - 1) * ps).map_err(io)?;
+        }
+    }
+    f.set_len(u64::from(c.db_size_pages) * ps).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fsutil::sync_dir(dir)
+}
+
+/// Rewrites the name file from the database when a cut took it: an
+/// object created without an fsync wrote it without one.
+fn restore_name(dir: &Path) -> Result<()> {
+    let Some(name) = super::restore::local_name(dir)? else {
+        return Ok(());
+    };
+    let path = dir.join(super::open::NAME_FILE);
+    if std::fs::read(&path).ok().as_deref() != Some(name.as_bytes()) {
+        fsutil::write_atomic(&path, name.as_bytes())?;
+    }
+    Ok(())
 }

@@ -229,6 +229,16 @@ pub(crate) fn set_aside_local(dir: &Path, now_ms: u64) -> Result<()> {
 
 /// The (epoch, last commit) of the database in `dir`, if there is one.
 pub(crate) fn local_position(dir: &Path) -> Result<Option<Bookmark>> {
+    Ok(local_meta(dir)?.map(|(b, _)| b))
+}
+
+/// The name recorded in the object's database, when it has one.
+pub(crate) fn local_name(dir: &Path) -> Result<Option<String>> {
+    Ok(local_meta(dir)?.map(|(_, n)| n))
+}
+
+/// (epoch, seq) and name from `_amber_meta`, as SQLite recovers the files.
+fn local_meta(dir: &Path) -> Result<Option<(Bookmark, String)>> {
     let db = dir.join("db");
     if !db.exists() {
         return Ok(None);
@@ -239,17 +249,21 @@ pub(crate) fn local_position(dir: &Path) -> Result<Option<Bookmark>> {
     // from making a `-shm` file for the WAL.
     conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE")
         .map_err(Error::sqlite)?;
-    let pos = conn.internal(|| {
-        let mut st = conn.prepare_cached("SELECT epoch, seq FROM _amber_meta WHERE id = 1")?;
+    let meta = conn.internal(|| {
+        let mut st =
+            conn.prepare_cached("SELECT epoch, seq, name FROM _amber_meta WHERE id = 1")?;
         Ok::<_, crate::sqlite::SqliteError>(if st.step()? {
-            Some(Bookmark::new(
-                st.column_i64(0).max(0) as u64,
-                st.column_i64(1).max(0) as u64,
+            Some((
+                Bookmark::new(
+                    st.column_i64(0).max(0) as u64,
+                    st.column_i64(1).max(0) as u64,
+                ),
+                String::from_utf8_lossy(&st.column_bytes(2)).into_owned(),
             ))
         } else {
             None
         })
     });
     // A file without amber's table (never committed to) has no position.
-    Ok(pos.unwrap_or(None))
+    Ok(meta.unwrap_or(None))
 }

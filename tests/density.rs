@@ -1,0 +1,95 @@
+//! What one object costs: fsyncs to create it, counted with strace on
+//! the CLI (no timers).
+//!
+//! The count is a difference of two runs of the same command on the same
+//! store: a write that creates its object, and a write to an object that
+//! exists. Store open, the commit and the close cost the same in both, so
+//! the difference is the creation alone, and the creation's total is that
+//! difference plus the one journal fsync its first commit shares.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// fsync-family calls made by `amber --data DIR --bucket none ARGS`, or
+/// `None` when strace is not installed.
+fn fsyncs(data: &Path, args: &[&str]) -> Option<usize> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let trace = data.with_extension(format!("trace{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,fdatasync,sync_file_range,syncfs,sync",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_amber"))
+        .arg("--data")
+        .arg(data)
+        .args(["--bucket", "none"])
+        .args(args)
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("run strace: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "amber {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(&trace).unwrap();
+    std::fs::remove_file(&trace).unwrap();
+    Some(
+        log.lines()
+            .filter(|l| !l.contains("resumed>") && l.contains("sync"))
+            .count(),
+    )
+}
+
+#[test]
+fn creating_an_object_costs_at_most_three_fsyncs_with_its_first_commit() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    // A store, with one object and every shard directory made, so that
+    // neither run pays for them.
+    let status = Command::new(env!("CARGO_BIN_EXE_amber"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--bucket", "none", "kv", "put", "old", "k", "v"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for i in 0..=255u32 {
+        std::fs::create_dir_all(data.join("objects").join(format!("{i:02x}"))).unwrap();
+    }
+    let Some(existing) = fsyncs(&data, &["kv", "put", "old", "k", "v2"]) else {
+        eprintln!("skipped: strace is not installed (.ci/run installs it)");
+        return;
+    };
+    let created = fsyncs(&data, &["kv", "put", "new", "k", "v"]).unwrap();
+    let again = fsyncs(&data, &["kv", "put", "old", "k", "v3"]).unwrap();
+    eprintln!(
+        "fsyncs: write to an existing object {existing} and {again}, creating write {created}"
+    );
+    // The baseline must be steady, or the difference means nothing.
+    assert_eq!(existing, again, "the same write cost different fsyncs");
+    let creation = created.saturating_sub(existing);
+    assert!(
+        creation <= 2,
+        "creating an object cost {creation} fsyncs beyond its first commit's one \
+         ({created} against {existing})"
+    );
+    // And the object is really there, under its name.
+    let out = Command::new(env!("CARGO_BIN_EXE_amber"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--bucket", "none", "kv", "get", "new", "k"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
+}

@@ -202,6 +202,12 @@ impl Error {
         }
     }
 
+    /// The same error, its message prefixed with where it happened.
+    pub(crate) fn prefixed(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

@@ -13,6 +13,17 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
 }
 
+/// fsyncs the file at `path`, if there is one.
+pub(crate) fn sync_file_if_exists(path: &Path) -> Result<()> {
+    match File::open(path) {
+        Ok(f) => f
+            .sync_all()
+            .map_err(|e| Error::io(format!("fsync {}", path.display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
+    }
+}
+
 /// Writes `bytes` to `path` all-or-nothing: a temporary file, fsync,
 /// rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -25,15 +36,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     drop(f);
     fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))?;
     sync_dir(dir)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, without
-/// an fsync: readers see the old file or the new one, and a power cut may
-/// take the new one, so only a file that can be rebuilt is written so.
-pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))
 }
 
 /// Creates the directory `dir` (its parent must exist) without an fsync;

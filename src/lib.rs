@@ -26,6 +26,7 @@
 mod background;
 #[cfg(feature = "capi")]
 pub mod capi;
+mod catalog;
 pub mod clock;
 pub mod cluster;
 mod config;
@@ -65,4 +66,4 @@ pub use pitr::{
     RestoreTarget, VerifyReport,
 };
 pub use sqlite::{Value, ValueRef};
-pub use store::{ObjectInfo, Store};
+pub use store::{ObjectInfo, ObjectListOptions, Store, DEFAULT_PAGE};

@@ -41,10 +41,7 @@ fn fsyncs(data: &Path, args: &[&str]) -> Option<usize> {
         eprintln!("skipped: strace cannot trace here: {stderr}");
         return None;
     }
-    assert!(
-        out.status.success(),
-        "amber {args:?}: {stderr}"
-    );
+    assert!(out.status.success(), "amber {args:?}: {stderr}");
     let log = std::fs::read_to_string(&trace).unwrap();
     std::fs::remove_file(&trace).unwrap();
     Some(

@@ -97,9 +97,14 @@ fn object_names_at_and_past_the_limit() {
         "objects",
         "store.key",
         "bucket",
-        "journal"
+        "journal",
+        "catalog.db",
+        "catalog.db-wal",
+        "catalog.db-shm"
     ]
     .contains(&e.file_name().to_str().unwrap())));
+    // The name with a NUL byte lists whole.
+    assert!(names.contains(&"a\0b".to_string()));
 }
 
 #[test]

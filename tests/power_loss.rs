@@ -188,10 +188,12 @@ struct Run {
     wal_durable: Vec<u64>,
     /// Each journal file's durable length.
     journal_durable: BTreeMap<String, u64>,
+    /// The catalog WAL's length once the store had opened (synced then).
+    catalog_durable: u64,
 }
 
 impl Run {
-    fn cut(&self, rng: &mut SplitMix) {
+    fn cut(&self, rng: &mut SplitMix, retired: u64) {
         let seed = self.seed;
         let copy = self.root.join(format!("cut-{}", rng.next_u64()));
         copy_tree(&self.data, &copy);
@@ -203,10 +205,10 @@ impl Run {
         if self.journal {
             // The objects were created without an fsync (their creation
             // commit is in the journal) and nothing has synced them since:
-            // the cut may take their database, name or whole directory.
+            // the cut may take their database or whole directory.
             for rel in &self.rel {
                 let dir = copy.join(rel);
-                match rng.below(6) {
+                match rng.below(5) {
                     0 => OpenOptions::new()
                         .write(true)
                         .open(dir.join("db"))
@@ -214,8 +216,7 @@ impl Run {
                         .set_len(0)
                         .unwrap(),
                     1 => std::fs::remove_file(dir.join("db")).unwrap(),
-                    2 => std::fs::remove_file(dir.join("name")).unwrap(),
-                    3 => std::fs::remove_dir_all(&dir).unwrap(),
+                    2 => std::fs::remove_dir_all(&dir).unwrap(),
                     _ => {}
                 }
             }
@@ -241,6 +242,18 @@ impl Run {
                 from_earlier_boot(j);
             }
         }
+        // The catalog's rows were written without an fsync; the journal
+        // syncs it before it retires a file, and without the journal every
+        // catalog commit is synced. Its shared-memory index does not
+        // survive a cut.
+        let cat_wal = copy.join("catalog.db-wal");
+        let cat_durable = if !self.journal || retired > 0 {
+            len(&cat_wal)
+        } else {
+            self.catalog_durable
+        };
+        lose_tail(rng, &cat_wal, cat_durable, len(&cat_wal));
+        let _ = std::fs::remove_file(copy.join("catalog.db-shm"));
         let store = Store::open(config(&copy, self.journal))
             .unwrap_or_else(|e| panic!("seed {seed}: store open after the cut: {e}"));
         let names: Vec<String> = store
@@ -300,6 +313,7 @@ fn run(seed: u64, journal: bool) -> usize {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let store = Store::open(config(&data, journal)).unwrap();
+    let catalog_durable = len(&data.join("catalog.db-wal"));
     let mut objs: Vec<_> = (0..OBJECTS)
         .map(|i| store.open_object(&format!("p{i}")).unwrap())
         .collect();
@@ -319,6 +333,7 @@ fn run(seed: u64, journal: bool) -> usize {
         acked: objs.iter().map(|o| o.seq()).collect(),
         wal_durable: objs.iter().map(|o| len(&o.dir().join("db-wal"))).collect(),
         journal_durable: BTreeMap::new(),
+        catalog_durable,
     };
     let mut live = vec![Kv::new(); OBJECTS];
     let mut cuts = 0;
@@ -354,11 +369,11 @@ fn run(seed: u64, journal: bool) -> usize {
             run.journal_durable = journal_after;
         }
         if rng.chance(250) {
-            run.cut(&mut rng);
+            run.cut(&mut rng, store.journal_stats().retired_files);
             cuts += 1;
         }
     }
-    run.cut(&mut rng);
+    run.cut(&mut rng, store.journal_stats().retired_files);
     if journal {
         let st = store.journal_stats();
         assert!(st.commits > 0 && st.fsyncs > 0, "seed {seed}: {st:?}");

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::catalog::Catalog;
 use crate::durability::Watermark;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
@@ -158,6 +159,9 @@ struct Inner {
     dir: PathBuf,
     objects_root: PathBuf,
     opts: JournalOptions,
+    /// Synced before a file goes: replay of the file would put back the
+    /// catalog rows of the objects it names.
+    catalog: Arc<Catalog>,
     boot: format::BootId,
     state: Mutex<State>,
     /// Wakes the sync thread.
@@ -188,6 +192,7 @@ impl Journal {
         data_dir: &std::path::Path,
         objects_root: PathBuf,
         opts: JournalOptions,
+        catalog: Arc<Catalog>,
     ) -> Result<(Journal, Vec<ReplayFile>)> {
         if opts.file_bytes < MIN_FILE_BYTES || opts.keep_bytes < opts.file_bytes {
             return Err(Error::invalid(format!(
@@ -227,6 +232,7 @@ impl Journal {
             dir,
             objects_root,
             opts,
+            catalog,
             boot,
             state: Mutex::new(state),
             work: Condvar::new(),

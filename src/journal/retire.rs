@@ -139,6 +139,10 @@ fn retire_one(
         let slot = st.synced.entry(id).or_insert(upto);
         *slot = (*slot).max(upto);
     }
+    // A dead process's catalog writes did not set our dirty flag.
+    if inner.catalog.sync(!own)? {
+        inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
     remove(inner, path)?;
     Ok(true)
 }

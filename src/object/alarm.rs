@@ -113,6 +113,14 @@ impl Object {
     }
 
     fn alarm_write(&mut self, name: &str, ms: Option<u64>) -> Result<()> {
+        if let Some(ms) = ms {
+            // Before the turn can commit: the catalog is never later than
+            // the object's earliest alarm, or a start would miss it.
+            if self.catalog_alarm.is_none_or(|c| ms < c) {
+                self.shared.catalog.lower_alarm(&self.id, ms)?;
+                self.catalog_alarm = Some(self.catalog_alarm.map_or(ms, |c| c.min(ms)));
+            }
+        }
         self.ensure_txn()?;
         if let Some(level) = self.savepoints.last_mut() {
             level.touch_alarm();
@@ -133,6 +141,16 @@ impl Object {
         self.wrote(true);
         Ok(())
     }
+}
+
+/// The object's earliest alarm, of any name.
+pub(super) fn earliest(conn: &crate::sqlite::Connection) -> Result<Option<u64>> {
+    conn.internal(|| {
+        let mut st = conn.prepare_cached(schema::ALARM_EARLIEST)?;
+        st.step()?;
+        Ok((!st.column_is_null(0)).then(|| st.column_i64(0).max(0) as u64))
+    })
+    .map_err(Error::sqlite)
 }
 
 fn check_name(name: &str) -> Result<()> {

@@ -35,6 +35,8 @@ use crate::sqlite::{Connection, ValueRef};
 
 use cache::KvCache;
 pub use kv::{ListOptions, ReadOptions, WriteOptions};
+pub(crate) use open::{lock_object, NAME_FILE};
+pub(crate) use restore::local_name;
 pub(crate) use shared::{OpenGuard, Shared, OBJECTS_DIR};
 pub use sql::{Cursor, Row};
 use txn::TouchSet;
@@ -70,6 +72,9 @@ pub struct Object {
     broken: Option<Error>,
     /// Cached default alarm: `None` = not loaded.
     alarm: Option<Option<u64>>,
+    /// The alarm the store catalog holds for this object (`catalog.rs`):
+    /// never later than its earliest alarm.
+    catalog_alarm: Option<u64>,
     savepoints: Vec<TouchSet>,
     /// Reads each commit's frames back out of the WAL, for the journal
     /// and for shipping.

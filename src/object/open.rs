@@ -82,14 +82,7 @@ impl Object {
             conn.checkpoint_truncate()?;
             fsutil::sync_dir(&dir)?;
         }
-        let name_path = dir.join(NAME_FILE);
-        if fast {
-            // Durable once a checkpoint or the journal's retirement syncs
-            // the directory; replay rewrites it from the database before.
-            fsutil::write_replace(&name_path, name.as_bytes())?;
-        } else if !name_path.exists() {
-            fsutil::write_atomic(&name_path, name.as_bytes())?;
-        }
+        let catalog_alarm = sync_catalog(&conn, &shared, &id, name, is_new)?;
         let mut epoch = read_epoch(&conn)?;
         if let Some(a) = &activation {
             if epoch != a.epoch {
@@ -177,6 +170,7 @@ impl Object {
             last_time_ms: time_ms,
             broken: None,
             alarm: None,
+            catalog_alarm,
             savepoints: Vec::new(),
             tap,
             ship,
@@ -189,8 +183,46 @@ impl Object {
     }
 }
 
-/// The object's name, UTF-8, for listing without opening the database.
+/// The object's name, UTF-8, in objects made before the store catalog.
 pub(crate) const NAME_FILE: &str = "name";
+
+/// Makes the store catalog agree with the object: its row is there, and
+/// its alarm is the object's earliest (a restore, a deleted alarm or a
+/// lost write may have moved it). Returns the alarm the catalog now holds.
+/// A new object's row goes in before its creation commit is journaled, so
+/// the journal's replay or retirement covers it.
+fn sync_catalog(
+    conn: &Connection,
+    shared: &Shared,
+    id: &ObjectId,
+    name: &str,
+    is_new: bool,
+) -> Result<Option<u64>> {
+    let earliest = super::alarm::earliest(conn)?;
+    let cat = &shared.catalog;
+    let row = if is_new { None } else { cat.get(id)? };
+    match row {
+        None => cat.insert(id, name, shared.config.clock.now_ms(), earliest)?,
+        Some(r) if r.alarm_ms == earliest => {}
+        Some(r) => {
+            // The catalog may be early, never late: before it moves an
+            // alarm later, what the object holds now must be durable, or
+            // a power cut could bring back the earlier alarm.
+            let later = match (r.alarm_ms, earliest) {
+                (Some(c), Some(e)) => e > c,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if later {
+                for f in ["db-wal", "db"] {
+                    fsutil::sync_file_if_exists(&shared.object_dir(id).join(f))?;
+                }
+            }
+            cat.set_alarm(id, earliest)?;
+        }
+    }
+    Ok(earliest)
+}
 
 /// Whether `dir` holds no object yet: absent, or left empty.
 fn is_new_dir(dir: &std::path::Path) -> bool {
@@ -202,7 +234,7 @@ fn is_new_dir(dir: &std::path::Path) -> bool {
 
 /// Takes the object's process-wide lock (`flock` on `dir/lock`), held as
 /// long as the returned file; `None` when another process holds it.
-pub(super) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
+pub(crate) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
     let path = dir.join("lock");
     let lock = File::options()
         .create(true)

@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::OBJECTS_DIR;
+use crate::catalog::{Catalog, ALARM_UNKNOWN};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
@@ -21,15 +22,31 @@ use crate::journal::{Journal, ReplayFile, ReplayRecord};
 use crate::sqlite::wal::{self, WalCommit};
 
 /// Replays every object `file` names, then lets the journal retire it.
-pub(crate) fn replay_file(journal: &Journal, config: &Config, file: ReplayFile) -> Result<()> {
+/// Each object's catalog row is put back too: a power cut may have taken
+/// the row of an object created since the catalog's last sync, or the
+/// write that moved its alarm earlier; an object whose records were never
+/// acknowledged and whose files are gone leaves the catalog.
+pub(crate) fn replay_file(
+    journal: &Journal,
+    config: &Config,
+    catalog: &Catalog,
+    file: ReplayFile,
+) -> Result<()> {
     let ids: Vec<ObjectId> = file.objects().collect();
     for id in ids {
-        replay_object(config, &file, id)?;
+        replay_object(config, catalog, &file, id)?;
     }
+    // The rows go to disk before the file that could put them back.
+    catalog.sync(false)?;
     journal.replayed(file)
 }
 
-fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()> {
+fn replay_object(
+    config: &Config,
+    catalog: &Catalog,
+    file: &ReplayFile,
+    id: ObjectId,
+) -> Result<()> {
     let dir = id.dir_under(&config.data_dir.join(OBJECTS_DIR));
     // Records no later record vouches for may be the unsynced tail of a
     // power cut, so they were never acknowledged (see `gap`).
@@ -39,7 +56,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
             // The cut took the directory of an object created without fsync.
             fsutil::create_dir_durable(&dir)?;
         } else if unvouched {
-            return Ok(());
+            return catalog.remove(&id);
         } else {
             return Err(gone(&dir, &id));
         }
@@ -49,17 +66,32 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
         // itself when its store opened, before it could open the object.
         return Ok(());
     };
-    let (epoch, seq) = match super::restore::local_position(&dir)? {
+    replay_locked(&dir, file, &id, unvouched)?;
+    match super::restore::local_name(&dir)? {
+        Some(name) => {
+            let created = creation(file, &id).map_or(0, |r| r.head.time_ms);
+            catalog.insert(&id, &name, created, Some(ALARM_UNKNOWN))?;
+            catalog.set_alarm(&id, Some(ALARM_UNKNOWN))
+        }
+        None => catalog.remove(&id),
+    }
+}
+
+/// Puts the journal's commits of object `id` back into its WAL; the caller
+/// holds the object's lock.
+fn replay_locked(dir: &Path, file: &ReplayFile, id: &ObjectId, unvouched: bool) -> Result<()> {
+    let id = *id;
+    let (epoch, seq) = match super::restore::local_position(dir)? {
         Some(b) => (b.epoch(), b.seq()),
         None => match creation(file, &id) {
             // Created without an fsync, and the cut took the database (or
             // its first page): build it again from its creation commit.
             Some(r) => {
-                rebuild(&dir, &file.commit(&r)?)?;
+                rebuild(dir, &file.commit(&r)?)?;
                 (r.head.epoch, 0)
             }
             None if unvouched => return Ok(()),
-            None => return Err(gone(&dir, &id)),
+            None => return Err(gone(dir, &id)),
         },
     };
     let mut todo: Vec<_> = file
@@ -71,7 +103,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
     todo.sort_by_key(|r| r.head.seq);
     todo.dedup_by_key(|r| r.head.seq);
     if todo.is_empty() {
-        return restore_name(&dir);
+        return Ok(());
     }
     let gap = (0..todo.len()).find(|&i| todo[i].head.seq != seq + 1 + i as u64);
     if let Some(i) = gap {
@@ -92,7 +124,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
         }
         todo.truncate(i);
         if todo.is_empty() {
-            return restore_name(&dir);
+            return Ok(());
         }
     }
     let commits = todo
@@ -103,7 +135,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
     wal::append_commits(&wal_path, &commits)
         .map_err(|e| Error::io(format!("replay into {}", wal_path.display()), e))?;
     let last = todo.last().expect("not empty").head.seq;
-    let (_, now) = position(&dir, &id)?;
+    let (_, now) = position(dir, &id)?;
     if now != last {
         return Err(Error::new(
             ErrorKind::Corruption,
@@ -111,7 +143,7 @@ fn replay_object(config: &Config, file: &ReplayFile, id: ObjectId) -> Result<()>
         ));
     }
     tracing::info!(object = %id, from = seq, to = last, "replayed commits from the store journal");
-    restore_name(&dir)
+    Ok(())
 }
 
 /// The (epoch, seq) an object's database opens at, as SQLite recovers it.
@@ -176,17 +208,4 @@ fn rebuild(dir: &Path, c: &WalCommit) -> Result<()> {
     f.set_len(u64::from(c.db_size_pages) * ps).map_err(io)?;
     f.sync_all().map_err(io)?;
     fsutil::sync_dir(dir)
-}
-
-/// Rewrites the name file from the database when a cut took it: an
-/// object created without an fsync wrote it without one.
-fn restore_name(dir: &Path) -> Result<()> {
-    let Some(name) = super::restore::local_name(dir)? else {
-        return Ok(());
-    };
-    let path = dir.join(super::open::NAME_FILE);
-    if std::fs::read(&path).ok().as_deref() != Some(name.as_bytes()) {
-        fsutil::write_atomic(&path, name.as_bytes())?;
-    }
-    Ok(())
 }

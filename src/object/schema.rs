@@ -54,6 +54,7 @@ pub(crate) const ALARM_SET: &str =
     "INSERT OR REPLACE INTO _amber_alarms (name, time_ms) VALUES (?1, ?2)";
 pub(crate) const ALARM_DELETE: &str = "DELETE FROM _amber_alarms WHERE name = ?1";
 /// Every stored alarm, for the runtime's scheduler.
+pub(crate) const ALARM_EARLIEST: &str = "SELECT min(time_ms) FROM _amber_alarms";
 pub(crate) const ALARM_LIST: &str = "SELECT name, time_ms FROM _amber_alarms ORDER BY name";
 pub(crate) const ALARM_DELETE_ALL: &str = "DELETE FROM _amber_alarms";
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::background::Background;
+use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::durability::Syncer;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) journal: Option<Journal>,
     pub(crate) syncer: Option<Syncer>,
     pub(crate) shipper: Option<Arc<Shipper>>,
+    /// Every object by name, with its next alarm (`catalog.rs`).
+    pub(crate) catalog: Arc<Catalog>,
     open: Mutex<HashSet<ObjectId>>,
     /// The store's async runtime, held for its `Drop`; declared last so
     /// it goes after everything that spawns on it.
@@ -43,6 +46,7 @@ impl Shared {
         journal: Option<Journal>,
         shipper: Option<Arc<Shipper>>,
         cluster: Option<Arc<Cluster>>,
+        catalog: Arc<Catalog>,
     ) -> Shared {
         Shared {
             cluster,
@@ -52,6 +56,7 @@ impl Shared {
             journal,
             config,
             shipper,
+            catalog,
             open: Mutex::new(HashSet::new()),
             _background: background,
         }

@@ -206,44 +206,54 @@ fn next_rand(s: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Indexes the alarms of every stored object of a registered class, and
-/// remembers their names for `id_from_string`. Runs before any worker, so
-/// opening each object cannot race with an event.
+/// Indexes the alarms of the stored objects of registered classes. Only
+/// objects the store catalog lists with an alarm (or one not known) are
+/// opened, so start-up does not grow with the number of objects. Runs
+/// before any worker, so opening each object cannot race with an event.
 pub(crate) fn index_store(inner: &Arc<Inner>) -> Result<()> {
     let mut objects = 0usize;
     let mut alarms = 0usize;
-    for info in inner.store.list_objects()? {
-        let Some(id) = Id::from_store_name(&inner.store, &info.name) else {
-            continue;
+    if inner.store.cluster().is_some() {
+        // Opening would take the object from whichever host owns it now;
+        // its alarms are loaded when it activates here.
+        return Ok(());
+    }
+    let mut after = None;
+    loop {
+        let page = inner.store.catalog().alarmed(after.as_ref(), INDEX_PAGE)?;
+        let Some(last) = page.last() else {
+            break;
         };
-        if inner.namespace(id.class()).is_err() {
-            continue;
-        }
-        if id.name().is_some() {
-            inner.remember_name(&id);
-        }
-        objects += 1;
-        if inner.store.cluster().is_some() {
-            // Opening would take the object from whichever host owns it
-            // now; its alarms are loaded when it activates here.
-            continue;
-        }
-        let mut obj = match inner.store.open_object(&info.name) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(object = %info.name, error = %e, "could not index alarms");
+        after = Some(last.0);
+        for (_, name, _) in page {
+            let Some(id) = Id::from_store_name(&inner.store, &name) else {
+                continue;
+            };
+            if inner.namespace(id.class()).is_err() {
                 continue;
             }
-        };
-        let list = obj.list_alarms()?;
-        alarms += list.len();
-        if !list.is_empty() {
-            inner.alarms.set_object(&id, list);
+            objects += 1;
+            // Opening puts the object's true earliest alarm in the catalog.
+            let mut obj = match inner.store.open_object(&name) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(object = %name, error = %e, "could not index alarms");
+                    continue;
+                }
+            };
+            let list = obj.list_alarms()?;
+            alarms += list.len();
+            if !list.is_empty() {
+                inner.alarms.set_object(&id, list);
+            }
         }
     }
     tracing::info!(objects, alarms, "alarm index built");
     Ok(())
 }
+
+/// Catalog rows read per step of `index_store`.
+const INDEX_PAGE: usize = 1000;
 
 /// The scheduler thread.
 pub(crate) fn run(inner: Arc<Inner>) {

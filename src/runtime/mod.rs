@@ -431,8 +431,15 @@ impl Inner {
             .or_insert_with(|| id.clone());
     }
 
+    /// The named id whose raw id is `raw`: made since start, or in the
+    /// store catalog.
     pub(crate) fn lookup_name(&self, raw: &ObjectId) -> Option<Id> {
-        lock(&self.names).get(raw).cloned()
+        if let Some(id) = lock(&self.names).get(raw).cloned() {
+            return Some(id);
+        }
+        let entry = self.store.catalog().get(raw).ok().flatten()?;
+        let id = Id::from_store_name(&self.store, &entry.name)?;
+        (id.raw() == *raw).then_some(id)
     }
 
     pub(crate) fn next_socket_id(&self) -> u64 {

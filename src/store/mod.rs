@@ -5,24 +5,26 @@
 //!
 //! ```text
 //! store.key                   32 random bytes: the key of the name hash
+//! catalog.db, catalog.db-wal  every object by name, with its next alarm
+//! journal/                    the store journal (`journal/`)
 //! objects/<id[0..2]>/<id>/    one directory per object
 //!     db, db-wal              the object's SQLite database and its WAL
-//!     name                    the object's name, UTF-8
+//!     name                    the object's name (objects made before the catalog)
 //!     lock                    held with flock while the object is open
 //! ```
 //!
 //! - `key.rs`: the store key, kept in step with the bucket's copy.
+//! - `listing.rs`: building the catalog of a store made before it.
 //! - `pitr.rs`: point-in-time recovery by object name.
 
 mod key;
+mod listing;
 mod pitr;
 
-use std::fs::{self, File};
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::background::Background;
+use crate::catalog::Catalog;
 use crate::cluster::Cluster;
 use crate::config::{BucketConfig, Config, DurabilityLevel};
 use crate::error::{Error, Result};
@@ -102,6 +104,10 @@ impl Store {
                 config.clock.clone(),
             )?),
         };
+        // Without the journal, nothing else would make catalog writes
+        // durable.
+        let (catalog, unbuilt) = Catalog::open(&config.data_dir, !config.journal.enabled)?;
+        let catalog = Arc::new(catalog);
         // The journal opens even when disabled: after a power cut, what
         // an earlier process acknowledged from it must be put back into
         // the objects' WALs before anyone can open them.
@@ -109,12 +115,22 @@ impl Store {
             &config.data_dir,
             config.data_dir.join(OBJECTS_DIR),
             config.journal.clone(),
+            catalog.clone(),
         )?;
         for file in earlier_boot {
-            replay::replay_file(&journal, &config, file)?;
+            replay::replay_file(&journal, &config, &catalog, file)?;
+        }
+        if unbuilt {
+            listing::build_catalog(
+                &config.data_dir.join(OBJECTS_DIR),
+                &catalog,
+                config.clock.now_ms(),
+            )?;
         }
         let journal = config.journal.enabled.then_some(journal);
-        let shared = Arc::new(Shared::new(config, background, journal, shipper, cluster));
+        let shared = Arc::new(Shared::new(
+            config, background, journal, shipper, cluster, catalog,
+        ));
         Ok(Store { shared, key })
     }
 
@@ -149,50 +165,86 @@ impl Store {
         Object::open(self.shared.clone(), id, name)
     }
 
-    /// Every object in the store, sorted by id.
+    /// Every object in the store, in name order. For a large store, page
+    /// with `list_objects_page` instead.
     pub fn list_objects(&self) -> Result<Vec<ObjectInfo>> {
-        let root = self.shared.config.data_dir.join(OBJECTS_DIR);
         let mut out = Vec::new();
-        for shard in read_dir_sorted(&root)? {
-            for dir in read_dir_sorted(&shard)? {
-                let Some(hex) = dir.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                let Ok(id) = ObjectId::from_hex(hex) else {
-                    continue;
-                };
-                let name_path = dir.join("name");
-                let mut name = String::new();
-                match File::open(&name_path) {
-                    Ok(mut f) => {
-                        f.read_to_string(&mut name)
-                            .map_err(|e| Error::io(format!("read {}", name_path.display()), e))?;
-                    }
-                    // Created but never committed: not an object yet.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(format!("open {}", name_path.display()), e)),
-                }
-                out.push(ObjectInfo { id, name });
-            }
+        let mut opts = ObjectListOptions::default();
+        loop {
+            let page = self.list_objects_page(&opts)?;
+            let Some(last) = page.last() else {
+                return Ok(out);
+            };
+            opts.start_after = last.name.clone();
+            out.extend(page);
         }
-        out.sort_by_key(|o| o.id);
-        Ok(out)
+    }
+
+    /// One page of objects, in name order (bytewise UTF-8): those whose
+    /// names start with `prefix` and sort after `start_after`, at most
+    /// `limit`. The next page starts after the last name returned.
+    pub fn list_objects_page(&self, opts: &ObjectListOptions) -> Result<Vec<ObjectInfo>> {
+        if opts.limit == 0 {
+            return Err(Error::invalid("limit must be at least 1"));
+        }
+        self.shared
+            .catalog
+            .page(&opts.prefix, &opts.start_after, opts.limit)
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// How many objects the store holds.
+    pub fn count_objects(&self) -> Result<u64> {
+        self.shared.catalog.count()
     }
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
-    };
-    let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.push(entry.path());
+/// Which objects `Store::list_objects_page` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectListOptions {
+    /// Only names that start with this.
+    pub prefix: String,
+    /// Only names that sort after this (exclusive): the last name of the
+    /// previous page.
+    pub start_after: String,
+    /// At most this many (at least 1).
+    pub limit: usize,
+}
+
+impl Default for ObjectListOptions {
+    fn default() -> Self {
+        ObjectListOptions {
+            prefix: String::new(),
+            start_after: String::new(),
+            limit: DEFAULT_PAGE,
         }
     }
-    out.sort();
-    Ok(out)
 }
+
+impl ObjectListOptions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    pub fn start_after(mut self, name: impl Into<String>) -> Self {
+        self.start_after = name.into();
+        self
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// The page size of `ObjectListOptions::default()`.
+pub const DEFAULT_PAGE: usize = 1000;

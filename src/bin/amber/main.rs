@@ -63,8 +63,19 @@ enum Cmd {
         #[command(subcommand)]
         op: KvCmd,
     },
-    /// List the store's objects.
-    Objects,
+    /// List the store's objects in name order, one `ID<TAB>NAME` per line,
+    /// streamed page by page.
+    Objects {
+        /// Only names that start with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Only names after this one (the last name of a previous listing).
+        #[arg(long, default_value = "")]
+        after: String,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     #[command(flatten)]
     Pitr(pitr::PitrCmd),
     /// Host the built-in object classes (counter, chat, kv) over HTTP and
@@ -234,9 +245,26 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
         Cmd::Pitr(cmd) => pitr::run(&store, cmd, &mut out)?,
         Cmd::Serve { .. } => unreachable!("handled above"),
-        Cmd::Objects => {
-            for o in store.list_objects()? {
-                writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;
+        Cmd::Objects {
+            prefix,
+            after,
+            limit,
+        } => {
+            let mut left = limit.unwrap_or(usize::MAX);
+            let mut opts = amber::ObjectListOptions::new()
+                .prefix(prefix)
+                .start_after(after);
+            while left > 0 {
+                opts = opts.limit(left.min(amber::DEFAULT_PAGE));
+                let page = store.list_objects_page(&opts)?;
+                let Some(last) = page.last() else {
+                    break;
+                };
+                opts = opts.start_after(last.name.clone());
+                left -= page.len();
+                for o in page {
+                    writeln!(out, "{}\t{}", o.id, o.name).map_err(io)?;
+                }
             }
         }
     }

@@ -27,7 +27,6 @@ use std::sync::{Mutex, MutexGuard};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::sqlite::{Connection, SqliteError, ValueRef};
-use crate::store::ObjectInfo;
 
 /// The catalog's file name under the data directory.
 pub(crate) const CATALOG_FILE: &str = "catalog.db";
@@ -213,7 +212,12 @@ impl Catalog {
 
     /// Up to `limit` objects whose names start with `prefix` and sort after
     /// `after`, in name order (bytewise UTF-8).
-    pub(crate) fn page(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<ObjectInfo>> {
+    pub(crate) fn page(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, String)>> {
         let end = prefix_end(prefix);
         let conn = self.lock();
         conn.internal(|| {
@@ -230,7 +234,7 @@ impl Catalog {
                     continue;
                 };
                 let name = String::from_utf8_lossy(&st.column_bytes(1)).into_owned();
-                out.push(ObjectInfo { id, name });
+                out.push((id, name));
             }
             Ok(out)
         })
@@ -381,7 +385,7 @@ mod tests {
         // An existing row is kept.
         cat.insert(&ids(0), "other", 9, Some(1)).unwrap();
         assert_eq!(cat.get(&ids(0)).unwrap().unwrap().name, "b1");
-        let names = |v: Vec<ObjectInfo>| v.into_iter().map(|o| o.name).collect::<Vec<_>>();
+        let names = |v: Vec<(ObjectId, String)>| v.into_iter().map(|o| o.1).collect::<Vec<_>>();
         assert_eq!(
             names(cat.page("", "", 100).unwrap()),
             ["a1", "a2", "b1", "b2", "c"]

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["sqlite"],
     &["error"],
     &["id", "fsutil", "background", "retry"],
-    &["durability"],
+    &["durability", "catalog"],
     &["journal"],
     &["pitr"],
     &["cluster"],

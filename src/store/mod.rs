@@ -187,9 +187,14 @@ impl Store {
         if opts.limit == 0 {
             return Err(Error::invalid("limit must be at least 1"));
         }
-        self.shared
+        let page = self
+            .shared
             .catalog
-            .page(&opts.prefix, &opts.start_after, opts.limit)
+            .page(&opts.prefix, &opts.start_after, opts.limit)?;
+        Ok(page
+            .into_iter()
+            .map(|(id, name)| ObjectInfo { id, name })
+            .collect())
     }
 
     pub(crate) fn catalog(&self) -> &Catalog {

@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE UNIQUE INDEX IF NOT EXISTS objects_by_name ON objects (name);
 CREATE INDEX IF NOT EXISTS objects_by_alarm ON objects (alarm_ms) WHERE alarm_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS catalog_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (
+    id BLOB PRIMARY KEY,
+    next_epoch INTEGER NOT NULL,
+    deleted_ms INTEGER NOT NULL,
+    local_gone INTEGER NOT NULL,
+    purged INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 const BUILT_GET: &str = "SELECT value FROM catalog_meta WHERE key = 'built'";
 const BUILT_SET: &str = "INSERT OR REPLACE INTO catalog_meta (key, value) VALUES ('built', 1)";
@@ -66,6 +73,15 @@ const PAGE: &str = "SELECT id, name FROM objects WHERE name > ?1 AND name >= ?2 
 const ALARMED: &str = "SELECT id, name, alarm_ms FROM objects WHERE alarm_ms IS NOT NULL \
      AND id > ?1 ORDER BY id LIMIT ?2";
 const COUNT: &str = "SELECT count(*) FROM objects";
+const TOMB_SET: &str =
+    "INSERT OR REPLACE INTO tombstones (id, next_epoch, deleted_ms, local_gone, purged) \
+     VALUES (?1, ?2, ?3, 0, 0)";
+const TOMB_GET: &str =
+    "SELECT next_epoch, deleted_ms, local_gone, purged FROM tombstones WHERE id = ?1";
+const TOMB_LOCAL_GONE: &str = "UPDATE tombstones SET local_gone = 1 WHERE id = ?1";
+const TOMB_PURGED: &str = "UPDATE tombstones SET purged = 1 WHERE id = ?1 AND next_epoch = ?2";
+const TOMB_PENDING: &str = "SELECT id, next_epoch, deleted_ms, local_gone, purged FROM tombstones \
+     WHERE local_gone = 0 OR purged = 0 ORDER BY id";
 
 /// An object's row, as `Catalog::get` reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +89,19 @@ pub(crate) struct Entry {
     pub(crate) name: String,
     /// `None`: no alarm; `Some(ALARM_UNKNOWN)`: not known.
     pub(crate) alarm_ms: Option<u64>,
+}
+
+/// What is left of a deleted object: the epoch its name starts at when
+/// reused (every journal record and bucket key of an older epoch is the
+/// deleted object's), and what of it is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    pub(crate) next_epoch: u64,
+    pub(crate) deleted_ms: u64,
+    /// Its local directory is removed.
+    pub(crate) local_gone: bool,
+    /// Its bucket keys below `next_epoch` are removed.
+    pub(crate) purged: bool,
 }
 
 pub(crate) struct Catalog {
@@ -204,6 +233,85 @@ impl Catalog {
         Ok(())
     }
 
+    /// Deletes object `id`: its row goes and a tombstone takes its place,
+    /// in one transaction, fsynced before this returns. From then on the
+    /// object is deleted, whatever a crash leaves of its files.
+    pub(crate) fn delete(&self, id: &ObjectId, next_epoch: u64, now_ms: u64) -> Result<()> {
+        {
+            let conn = self.lock();
+            conn.internal(|| {
+                conn.execute_batch_internal("BEGIN IMMEDIATE")?;
+                let res = (|| {
+                    let mut st = conn.prepare_cached(REMOVE)?;
+                    st.bind(1, ValueRef::Blob(id.as_bytes()))?;
+                    st.run()?;
+                    drop(st);
+                    let mut st = conn.prepare_cached(TOMB_SET)?;
+                    st.bind_all(&[
+                        ValueRef::Blob(id.as_bytes()),
+                        ValueRef::Integer(to_i64(next_epoch)),
+                        ValueRef::Integer(to_i64(now_ms)),
+                    ])?;
+                    st.run()
+                })();
+                match res {
+                    Ok(()) => conn.execute_batch_internal("COMMIT"),
+                    Err(e) => {
+                        let _ = conn.execute_batch_internal("ROLLBACK");
+                        Err(e)
+                    }
+                }
+            })
+            .map_err(ctx(&self.path))?;
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.sync(true).map(drop)
+    }
+
+    pub(crate) fn tombstone(&self, id: &ObjectId) -> Result<Option<Tombstone>> {
+        let conn = self.lock();
+        conn.internal(|| {
+            let mut st = conn.prepare_cached(TOMB_GET)?;
+            st.bind(1, ValueRef::Blob(id.as_bytes()))?;
+            Ok(st.step()?.then(|| tombstone_at(&st, 0)))
+        })
+        .map_err(ctx(&self.path))
+    }
+
+    pub(crate) fn set_local_gone(&self, id: &ObjectId) -> Result<()> {
+        self.write(TOMB_LOCAL_GONE, &[ValueRef::Blob(id.as_bytes())])
+            .map(drop)
+    }
+
+    /// Records that the bucket keys below `next_epoch` are gone; a later
+    /// delete (a higher `next_epoch`) has more to purge.
+    pub(crate) fn set_purged(&self, id: &ObjectId, next_epoch: u64) -> Result<()> {
+        self.write(
+            TOMB_PURGED,
+            &[
+                ValueRef::Blob(id.as_bytes()),
+                ValueRef::Integer(to_i64(next_epoch)),
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Tombstones with something left to remove, locally or in the bucket.
+    pub(crate) fn unfinished_deletes(&self) -> Result<Vec<(ObjectId, Tombstone)>> {
+        let conn = self.lock();
+        conn.internal(|| {
+            let mut st = conn.prepare_cached(TOMB_PENDING)?;
+            let mut out = Vec::new();
+            while st.step()? {
+                if let Some(id) = id_of(&st.column_bytes(0)) {
+                    out.push((id, tombstone_at(&st, 1)));
+                }
+            }
+            Ok(out)
+        })
+        .map_err(ctx(&self.path))
+    }
+
     /// Marks the catalog as complete: every object directory is in it.
     pub(crate) fn set_built(&self) -> Result<()> {
         self.write(BUILT_SET, &[])?;
@@ -301,6 +409,15 @@ impl Catalog {
             self.dirty.store(true, Ordering::Release);
             Error::io(format!("fsync {}", wal.display()), e)
         })
+    }
+}
+
+fn tombstone_at(st: &crate::sqlite::Statement<'_>, i: usize) -> Tombstone {
+    Tombstone {
+        next_epoch: st.column_i64(i).max(0) as u64,
+        deleted_ms: st.column_i64(i + 1).max(0) as u64,
+        local_gone: st.column_i64(i + 2) != 0,
+        purged: st.column_i64(i + 3) != 0,
     }
 }
 

@@ -66,4 +66,4 @@ pub use pitr::{
     RestoreTarget, VerifyReport,
 };
 pub use sqlite::{Value, ValueRef};
-pub use store::{ObjectInfo, ObjectListOptions, Store, DEFAULT_PAGE};
+pub use store::{BucketHistory, ObjectInfo, ObjectListOptions, Store, DEFAULT_PAGE};

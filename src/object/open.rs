@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::cache::KvCache;
 use super::{activate, restore, schema, Object, Shared, Turn};
+use crate::catalog::{Entry, ALARM_UNKNOWN};
 use crate::config::DurabilityLevel;
 use crate::durability::Watermark;
 use crate::error::{Error, ErrorKind, Result};
@@ -25,6 +26,32 @@ impl Object {
     pub(crate) fn open(shared: Arc<Shared>, id: ObjectId, name: &str) -> Result<Object> {
         let guard = shared.claim(id, name)?;
         let dir = shared.object_dir(&id);
+        // A deleted object's name: finish what a crash left of the delete;
+        // the new object starts at the tombstone's epoch, above every
+        // journal record and bucket key of the deleted one.
+        let row = shared.catalog.get(&id)?;
+        let tomb = match &row {
+            Some(_) => None,
+            None => shared.catalog.tombstone(&id)?,
+        };
+        if let Some(t) = &tomb {
+            super::finish_local(&shared, &id, t)?;
+        }
+        let first_epoch = tomb.map_or(0, |t| t.next_epoch);
+        // The row goes in before the database exists, so that no crash
+        // leaves an object the catalog does not list.
+        let row = match row {
+            Some(r) => r,
+            None => {
+                let alarm = dir.join("db").exists().then_some(ALARM_UNKNOWN);
+                let now = shared.config.clock.now_ms();
+                shared.catalog.insert(&id, name, now, alarm)?;
+                Entry {
+                    name: name.to_owned(),
+                    alarm_ms: alarm,
+                }
+            }
+        };
         // A new object can ride in the store journal: its directory, files
         // and schema go to disk without an fsync, and its creation commit
         // (seq 0, every page of the fresh database) is journaled ahead of
@@ -72,7 +99,7 @@ impl Object {
             shared.config.allowed_pragmas.clone(),
         )?;
         configure(&conn, &shared, is_new, fast)?;
-        let (seq, time_ms) = init_schema(&conn, name)?;
+        let (seq, time_ms) = init_schema(&conn, name, first_epoch)?;
         if fast {
             conn.execute_batch_internal("PRAGMA synchronous = NORMAL")
                 .map_err(Error::sqlite)?;
@@ -82,7 +109,7 @@ impl Object {
             conn.checkpoint_truncate()?;
             fsutil::sync_dir(&dir)?;
         }
-        let catalog_alarm = sync_catalog(&conn, &shared, &id, name, is_new)?;
+        let catalog_alarm = sync_catalog(&conn, &shared, &id, row)?;
         let mut epoch = read_epoch(&conn)?;
         if let Some(a) = &activation {
             if epoch != a.epoch {
@@ -186,25 +213,20 @@ impl Object {
 /// The object's name, UTF-8, in objects made before the store catalog.
 pub(crate) const NAME_FILE: &str = "name";
 
-/// Makes the store catalog agree with the object: its row is there, and
-/// its alarm is the object's earliest (a restore, a deleted alarm or a
-/// lost write may have moved it). Returns the alarm the catalog now holds.
-/// A new object's row goes in before its creation commit is journaled, so
-/// the journal's replay or retirement covers it.
+/// Makes the object's catalog row (`row`, already there) hold its earliest
+/// alarm: a restore, a deleted alarm or a lost write may have moved it.
+/// Returns the alarm the catalog now holds.
 fn sync_catalog(
     conn: &Connection,
     shared: &Shared,
     id: &ObjectId,
-    name: &str,
-    is_new: bool,
+    row: Entry,
 ) -> Result<Option<u64>> {
     let earliest = super::alarm::earliest(conn)?;
     let cat = &shared.catalog;
-    let row = if is_new { None } else { cat.get(id)? };
     match row {
-        None => cat.insert(id, name, shared.config.clock.now_ms(), earliest)?,
-        Some(r) if r.alarm_ms == earliest => {}
-        Some(r) => {
+        r if r.alarm_ms == earliest => {}
+        r => {
             // The catalog may be early, never late: before it moves an
             // alarm later, what the object holds now must be durable, or
             // a power cut could bring back the earlier alarm.
@@ -306,8 +328,9 @@ fn configure(conn: &Connection, shared: &Shared, is_new: bool, fast: bool) -> Re
     Ok(())
 }
 
-/// Creates the reserved tables if needed; returns (seq, time_ms).
-fn init_schema(conn: &Connection, name: &str) -> Result<(u64, u64)> {
+/// Creates the reserved tables if needed, a new object at `first_epoch`;
+/// returns (seq, time_ms).
+fn init_schema(conn: &Connection, name: &str, first_epoch: u64) -> Result<(u64, u64)> {
     conn.internal(
         || -> std::result::Result<(u64, u64, i64, String), crate::sqlite::SqliteError> {
             conn.execute_batch_internal("BEGIN")?;
@@ -316,6 +339,7 @@ fn init_schema(conn: &Connection, name: &str) -> Result<(u64, u64)> {
             init.bind_all(&[
                 ValueRef::Integer(schema::SCHEMA_VERSION),
                 ValueRef::Text(name),
+                ValueRef::Integer(i64::try_from(first_epoch).unwrap_or(i64::MAX)),
             ])?;
             init.run()?;
             drop(init);

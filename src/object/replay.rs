@@ -48,11 +48,23 @@ fn replay_object(
     id: ObjectId,
 ) -> Result<()> {
     let dir = id.dir_under(&config.data_dir.join(OBJECTS_DIR));
+    // Records of a deleted object's epochs stay deleted; a reused name's
+    // object starts at the tombstone's epoch.
+    let min_epoch = catalog.tombstone(&id)?.map_or(0, |t| t.next_epoch);
+    let recs: Vec<ReplayRecord> = file
+        .records(&id)
+        .iter()
+        .filter(|r| r.head.epoch >= min_epoch)
+        .copied()
+        .collect();
+    if recs.is_empty() {
+        return Ok(());
+    }
     // Records no later record vouches for may be the unsynced tail of a
     // power cut, so they were never acknowledged (see `gap`).
-    let unvouched = !file.records(&id).iter().any(|r| file.vouched(r));
+    let unvouched = !recs.iter().any(|r| file.vouched(r));
     if !dir.is_dir() {
-        if creation(file, &id).is_some() {
+        if creation(&recs).is_some() {
             // The cut took the directory of an object created without fsync.
             fsutil::create_dir_durable(&dir)?;
         } else if unvouched {
@@ -66,10 +78,10 @@ fn replay_object(
         // itself when its store opened, before it could open the object.
         return Ok(());
     };
-    replay_locked(&dir, file, &id, unvouched)?;
+    replay_locked(&dir, file, &recs, &id, unvouched)?;
     match super::restore::local_name(&dir)? {
         Some(name) => {
-            let created = creation(file, &id).map_or(0, |r| r.head.time_ms);
+            let created = creation(&recs).map_or(0, |r| r.head.time_ms);
             catalog.insert(&id, &name, created, Some(ALARM_UNKNOWN))?;
             catalog.set_alarm(&id, Some(ALARM_UNKNOWN))
         }
@@ -79,11 +91,17 @@ fn replay_object(
 
 /// Puts the journal's commits of object `id` back into its WAL; the caller
 /// holds the object's lock.
-fn replay_locked(dir: &Path, file: &ReplayFile, id: &ObjectId, unvouched: bool) -> Result<()> {
+fn replay_locked(
+    dir: &Path,
+    file: &ReplayFile,
+    recs: &[ReplayRecord],
+    id: &ObjectId,
+    unvouched: bool,
+) -> Result<()> {
     let id = *id;
     let (epoch, seq) = match super::restore::local_position(dir)? {
         Some(b) => (b.epoch(), b.seq()),
-        None => match creation(file, &id) {
+        None => match creation(&recs) {
             // Created without an fsync, and the cut took the database (or
             // its first page): build it again from its creation commit.
             Some(r) => {
@@ -94,8 +112,7 @@ fn replay_locked(dir: &Path, file: &ReplayFile, id: &ObjectId, unvouched: bool) 
             None => return Err(gone(dir, &id)),
         },
     };
-    let mut todo: Vec<_> = file
-        .records(&id)
+    let mut todo: Vec<_> = recs
         .iter()
         .filter(|r| r.head.epoch == epoch && r.head.seq > seq)
         .copied()
@@ -166,8 +183,8 @@ fn gone(dir: &Path, id: &ObjectId) -> Error {
 }
 
 /// The object's creation commit (seq 0), when the journal holds it.
-fn creation(file: &ReplayFile, id: &ObjectId) -> Option<ReplayRecord> {
-    file.records(id).iter().find(|r| r.head.seq == 0).copied()
+fn creation(recs: &[ReplayRecord]) -> Option<ReplayRecord> {
+    recs.iter().find(|r| r.head.seq == 0).copied()
 }
 
 /// Writes a database from its creation commit, which holds every page of

@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS _amber_meta (
 
 pub(crate) const META_INIT: &str =
     "INSERT OR IGNORE INTO _amber_meta (id, schema_version, name, seq, time_ms, epoch) \
-     VALUES (1, ?1, ?2, 0, 0, 0)";
+     VALUES (1, ?1, ?2, 0, 0, ?3)";
 pub(crate) const META_READ: &str =
     "SELECT schema_version, name, seq, time_ms, epoch FROM _amber_meta WHERE id = 1";
 pub(crate) const META_COMMIT: &str = "UPDATE _amber_meta SET seq = ?1, time_ms = ?2 WHERE id = 1";

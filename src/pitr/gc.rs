@@ -102,3 +102,38 @@ pub async fn gc_object(
     }
     Ok(rep)
 }
+
+/// Deletes every bucket key of object `id` in epochs below `below_epoch`,
+/// manifests included: the history of a deleted object (`Store::delete_object`),
+/// whose name, if reused, starts at `below_epoch`. Not for cluster mode,
+/// where manifests fence stale writers. Returns the keys deleted.
+pub async fn purge_object(bucket: &Bucket, id: &ObjectId, below_epoch: u64) -> Result<u64> {
+    let layout = bucket.layout();
+    let store = bucket.store();
+    let listing = bucket.list_dir(&layout.object(id)).await?;
+    let mut deleted = 0u64;
+    for dir in listing.dirs {
+        let Ok(parsed) = layout.parse(&dir) else {
+            continue;
+        };
+        if parsed.epoch >= below_epoch {
+            continue;
+        }
+        let mut keys = Vec::new();
+        let mut stream = store.list(Some(&dir));
+        while let Some(meta) = futures_util::StreamExt::next(&mut stream).await {
+            let meta = meta.map_err(|e| store_error("listing a deleted object's history", e))?;
+            keys.push(meta.location);
+        }
+        // The manifest last: a reader that still finds it also finds what
+        // it describes, or a listing it can explain.
+        keys.sort_by_key(|k| k.filename() == Some(super::keys::MANIFEST_NAME));
+        for key in keys {
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(store_error("deleting a deleted object's history", e)),
+            }
+        }
+    }
+    Ok(deleted)
+}

@@ -25,7 +25,7 @@ pub use format::{
     Checksum, DecodeError, DecodeLimits, EncodeError, FileKind, IoCause, Location, Problem,
     DEFAULT_LEVEL, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
-pub use gc::{gc_object, GcReport};
+pub use gc::{gc_object, purge_object, GcReport};
 pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};
 pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};
 pub use restore::{restore_to_file, RestoreOptions, RestoreProgress, RestoreReport, RestoreTarget};

@@ -15,8 +15,10 @@
 //!
 //! - `key.rs`: the store key, kept in step with the bucket's copy.
 //! - `listing.rs`: building the catalog of a store made before it.
+//! - `delete.rs`: deleting an object for good.
 //! - `pitr.rs`: point-in-time recovery by object name.
 
+mod delete;
 mod key;
 mod listing;
 mod pitr;
@@ -34,6 +36,8 @@ use crate::journal::{Journal, JournalStats};
 use crate::object::{replay, Object, Shared, OBJECTS_DIR};
 use crate::pitr::Bucket;
 use crate::ship::Shipper;
+
+pub use delete::BucketHistory;
 
 /// A handle to a store. Cheap to clone; every clone shares the same state.
 #[derive(Clone)]
@@ -131,6 +135,7 @@ impl Store {
         let shared = Arc::new(Shared::new(
             config, background, journal, shipper, cluster, catalog,
         ));
+        delete::finish_deletes(&shared)?;
         Ok(Store { shared, key })
     }
 

@@ -76,6 +76,15 @@ enum Cmd {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Delete an object for good: its local files now, its bucket history
+    /// once the retention window has passed (restorable until then), or
+    /// now with --purge. Reusing the name starts a fresh object.
+    Delete {
+        object: String,
+        /// Delete the bucket history now too.
+        #[arg(long)]
+        purge: bool,
+    },
     #[command(flatten)]
     Pitr(pitr::PitrCmd),
     /// Host the built-in object classes (counter, chat, kv) over HTTP and
@@ -245,6 +254,22 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Kv { op } => kv::run_kv(&store, op, &mut out)?,
         Cmd::Pitr(cmd) => pitr::run(&store, cmd, &mut out)?,
         Cmd::Serve { .. } => unreachable!("handled above"),
+        Cmd::Delete { object, purge } => {
+            let history = if purge {
+                amber::BucketHistory::Purge
+            } else {
+                amber::BucketHistory::Keep
+            };
+            if store.delete_object(&object, history)? {
+                writeln!(out, "deleted {object}").map_err(io)?;
+            } else {
+                return Err(amber::Error::new(
+                    amber::ErrorKind::InvalidInput,
+                    format!("no object named `{object}`"),
+                )
+                .into());
+            }
+        }
         Cmd::Objects {
             prefix,
             after,

@@ -101,7 +101,7 @@ fn replay_locked(
     let id = *id;
     let (epoch, seq) = match super::restore::local_position(dir)? {
         Some(b) => (b.epoch(), b.seq()),
-        None => match creation(&recs) {
+        None => match creation(recs) {
             // Created without an fsync, and the cut took the database (or
             // its first page): build it again from its creation commit.
             Some(r) => {

@@ -266,8 +266,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 return Err(amber::Error::new(
                     amber::ErrorKind::InvalidInput,
                     format!("no object named `{object}`"),
-                )
-                .into());
+                ));
             }
         }
         Cmd::Objects {

@@ -308,7 +308,7 @@ fn a_kill_in_the_middle_of_deletes_loses_nothing_acknowledged_and_resurrects_not
         }
         let store = Store::open(Config::new(&data)).unwrap();
         let listed = names(&store);
-        for i in 0..OBJECTS as usize {
+        for (i, last) in last.iter().enumerate() {
             let name = format!("d{i}");
             let id = store.id_from_name(&name).unwrap();
             let obj_dir = data
@@ -332,7 +332,7 @@ fn a_kill_in_the_middle_of_deletes_loses_nothing_acknowledged_and_resurrects_not
             } else {
                 None
             };
-            match (last[i], found) {
+            match (*last, found) {
                 (None, _) => {}
                 (Some((true, g, _)), Some((fg, _))) => assert!(
                     fg > g,

@@ -800,6 +800,25 @@ AmberCode amber_store_open_object(const struct AmberStore *store,
                                   struct AmberObject **out_object);
 
 /**
+ * Deletes the object called `name` for good: its local files at once,
+ * its bucket history once the retention window has passed, or at once
+ * when `purge` is non-zero. A later open of the name starts a fresh
+ * object. `*out_deleted` (if not NULL) is set to 1 when there was such an
+ * object, 0 when there was not. Fails with `AMBER_ERR_LOCKED` while the
+ * object is open.
+ *
+ * # Safety
+ * `store` is NULL or a live handle; `name` is NULL or points to
+ * `name_len` readable bytes; `out_deleted` is NULL or valid for writing
+ * one `int`.
+ */
+AmberCode amber_store_delete_object(const struct AmberStore *store,
+                                    const char *name,
+                                    size_t name_len,
+                                    int purge,
+                                    int *out_deleted);
+
+/**
  * The object's name, NUL-terminated (a NUL inside the name shows as
  * U+FFFD). Owned by the handle; valid until `amber_object_free`. NULL
  * only for a NULL handle.

@@ -6,7 +6,7 @@
 //! runtime that hands an object from thread to thread between turns gets
 //! `AMBER_ERR_BUSY`, not a race, if two threads ever overlap.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_int, CString};
 
 use super::args::{utf8, Out};
 use super::error::{to_cstring, AmberCode, CError, CResult, ErrorSlot, AMBER_OK};
@@ -16,6 +16,7 @@ use super::handle::{self, into_raw, Handle, Ptr, State};
 use super::store::AmberStore;
 use super::ticket::{new_ticket, AmberTicket};
 use crate::object::Object;
+use crate::store::BucketHistory;
 
 /// An open object. Made by `amber_store_open_object`, freed by
 /// `amber_object_free`. Used by one thread at a time: a call while another
@@ -110,6 +111,44 @@ pub unsafe extern "C" fn amber_store_open_object(
                 slot: ErrorSlot::default(),
             }),
         }));
+        Ok(AMBER_OK)
+    })
+}
+
+/// Deletes the object called `name` for good: its local files at once,
+/// its bucket history once the retention window has passed, or at once
+/// when `purge` is non-zero. A later open of the name starts a fresh
+/// object. `*out_deleted` (if not NULL) is set to 1 when there was such an
+/// object, 0 when there was not. Fails with `AMBER_ERR_LOCKED` while the
+/// object is open.
+///
+/// # Safety
+/// `store` is NULL or a live handle; `name` is NULL or points to
+/// `name_len` readable bytes; `out_deleted` is NULL or valid for writing
+/// one `int`.
+#[no_mangle]
+pub unsafe extern "C" fn amber_store_delete_object(
+    store: *const AmberStore,
+    name: *const c_char,
+    name_len: usize,
+    purge: c_int,
+    out_deleted: *mut c_int,
+) -> AmberCode {
+    // SAFETY: the caller's contract above.
+    let store = unsafe { Ptr::new(store) };
+    handle::call(store, |st| {
+        // SAFETY: the caller's contract above.
+        let name = unsafe { utf8(name, name_len, "name") }?;
+        let history = if purge != 0 {
+            BucketHistory::Purge
+        } else {
+            BucketHistory::Keep
+        };
+        let deleted = st.store.delete_object(name, history)?;
+        if !out_deleted.is_null() {
+            // SAFETY: non-null, and valid for one write by the contract.
+            unsafe { *out_deleted = c_int::from(deleted) };
+        }
         Ok(AMBER_OK)
     })
 }

@@ -619,6 +619,26 @@ int main(int argc, char **argv) {
     amber_kv_list_free(objects);
     EXPECT(amber_store_list_objects(store, NULL), AMBER_ERR_NULL_POINTER, "");
 
+    /* Deleting: refused while open, then gone for good, then nothing. */
+    AmberObject *doomed = NULL;
+    int deleted = -1;
+    EXPECT(amber_store_open_object(store, "doomed", 6, &doomed), AMBER_OK,
+           amber_store_errmsg(store));
+    EXPECT(amber_store_delete_object(store, "doomed", 6, 1, &deleted),
+           AMBER_ERR_LOCKED, "");
+    CHECK(amber_object_free(doomed) == AMBER_OK);
+    EXPECT(amber_store_delete_object(store, "doomed", 6, 1, &deleted), AMBER_OK,
+           amber_store_errmsg(store));
+    CHECK(deleted == 1);
+    EXPECT(amber_store_delete_object(store, "doomed", 6, 0, &deleted), AMBER_OK,
+           amber_store_errmsg(store));
+    CHECK(deleted == 0);
+    EXPECT(amber_store_delete_object(store, "doomed", 6, 0, NULL), AMBER_OK, "");
+    EXPECT(amber_store_list_objects(store, &objects), AMBER_OK,
+           amber_store_errmsg(store));
+    CHECK(amber_kv_list_len(objects) == 1);
+    amber_kv_list_free(objects);
+
     /* Every free accepts NULL. */
     CHECK(amber_config_free(NULL) == AMBER_OK);
     CHECK(amber_store_free(NULL) == AMBER_OK);

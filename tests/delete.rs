@@ -352,3 +352,39 @@ fn a_kill_in_the_middle_of_deletes_loses_nothing_acknowledged_and_resurrects_not
     }
     assert!(deletes > 0, "no delete was acknowledged");
 }
+
+#[test]
+fn the_runtime_deletes_an_object_by_id_and_the_id_starts_fresh() {
+    use amber::runtime::{Request, Runtime};
+    use amber::server::classes::counter::Counter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(Config::new(dir.path())).unwrap();
+    let rt = Runtime::builder(store)
+        .class("counter", Counter::default)
+        .start()
+        .unwrap();
+    let ns = rt.namespace("counter").unwrap();
+    let id = ns.id_from_name("room").unwrap();
+    let stub = ns.get(&id).unwrap();
+    let inc = || {
+        let r = stub
+            .fetch(Request::new("POST", "/increment"))
+            .wait()
+            .unwrap();
+        assert_eq!(r.status, 200);
+        String::from_utf8(r.body).unwrap()
+    };
+    inc();
+    inc();
+    assert_eq!(inc().trim(), "3");
+    assert!(rt.is_live(&id));
+    assert!(rt.delete(&id, BucketHistory::Purge).wait().unwrap());
+    assert!(!rt.is_live(&id));
+    assert!(rt.store().list_objects().unwrap().is_empty());
+    // The same id, a fresh object.
+    assert_eq!(inc().trim(), "1");
+    assert_eq!(rt.store().count_objects().unwrap(), 1);
+    // Deleting one that was never made is not an error.
+    let never = ns.id_from_name("never").unwrap();
+    assert!(!rt.delete(&never, BucketHistory::Keep).wait().unwrap());
+}

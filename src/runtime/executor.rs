@@ -52,6 +52,22 @@ pub(crate) fn worker(inner: Arc<Inner>, rx: Receiver<Option<Arc<Slot>>>) {
 fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
     CURRENT.with(|c| c.set(Some(slot.id.raw())));
     let mut guard = lock(&slot.instance);
+    if let Event::Delete { history, done } = ev {
+        // In the object's own mailbox, so no event of it runs meanwhile:
+        // the instance closes, then the store deletes it.
+        if let Some(inst) = guard.take() {
+            close_instance(inner, slot, inst);
+        }
+        drop(guard);
+        let res = inner
+            .store
+            .delete_object(&slot.id.store_name(), history)
+            .inspect(|_| inner.alarms.set_object(&slot.id, Vec::new()));
+        let _ = done.send(res);
+        inner.maybe_remove(slot);
+        CURRENT.with(|c| c.set(None));
+        return;
+    }
     if let Event::Evict {
         activity,
         force,
@@ -292,7 +308,7 @@ fn dispatch(
                 log_err(&slot.id, "websocket_error", r);
             }
         }
-        Event::Evict { .. } => unreachable!("handled by run_event"),
+        Event::Evict { .. } | Event::Delete { .. } => unreachable!("handled by run_event"),
     }
     None
 }
@@ -464,6 +480,9 @@ fn fail_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event, e: Error) {
         }
         Event::WsClose { socket, .. } | Event::WsError { socket, .. } => {
             slot.sockets().open.remove(&socket);
+        }
+        Event::Delete { done, .. } => {
+            let _ = done.send(Err(e));
         }
         Event::RpcReply { .. } | Event::WsMessage { .. } | Event::Evict { .. } => {}
     }

@@ -332,6 +332,21 @@ impl Runtime {
         }
     }
 
+    /// Deletes the object `id` for good, after the events already queued:
+    /// its instance closes, its alarms are dropped, and the store deletes
+    /// it (`Store::delete_object`: local files now, bucket history as
+    /// `history` says). Resolves to whether there was such an object. An
+    /// event that arrives later starts a fresh object under the same id.
+    /// Its WebSockets are not closed.
+    pub fn delete(&self, id: &Id, history: crate::store::BucketHistory) -> Pending<bool> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let ev = Event::Delete { history, done: tx };
+        match self.inner().enqueue(id, ev) {
+            Ok(()) => Pending::new(rx, None),
+            Err(e) => Pending::failed(e),
+        }
+    }
+
     /// When the scheduler will next deliver alarm `name` of `id` (clock
     /// ms), and how many retries it has had; `None` if it is not indexed.
     pub fn alarm_schedule(&self, id: &Id, name: &str) -> Option<(u64, u32)> {
@@ -494,7 +509,7 @@ impl Inner {
                 }
                 mb.external += 1;
             }
-            if !matches!(ev, Event::Evict { .. }) {
+            if !matches!(ev, Event::Evict { .. } | Event::Delete { .. }) {
                 slot.touch(self.clock.now_ms());
             }
             mb.queue.push_back(ev);

@@ -67,6 +67,12 @@ pub(crate) enum Event {
         force: bool,
         done: Option<Replier<()>>,
     },
+    /// Close the instance and delete the object for good
+    /// (`Store::delete_object`); replies whether there was one.
+    Delete {
+        history: crate::store::BucketHistory,
+        done: Replier<bool>,
+    },
 }
 
 impl Event {

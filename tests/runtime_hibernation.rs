@@ -119,6 +119,30 @@ fn idle_objects_are_evicted_and_reopen_with_state_intact() {
 }
 
 #[test]
+fn live_instances_stay_within_max_live_objects_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut cfg = fast_config();
+    cfg.max_live_objects = 8;
+    // Only the count can trigger a sweep here.
+    cfg.housekeeping_interval = Duration::from_secs(3600);
+    let rt = runtime(clock, dir.path(), cfg);
+    for i in 0..40 {
+        assert_eq!(incr(&rt, &format!("m{i}")), 1);
+    }
+    assert!(
+        eventually(5, || rt.live_objects() <= 8),
+        "{} live",
+        rt.live_objects()
+    );
+    assert!(rt.metrics().evictions.load(Ordering::Relaxed) >= 32);
+    // Every evicted object reopens with its state.
+    for i in 0..40 {
+        assert_eq!(incr(&rt, &format!("m{i}")), 2);
+    }
+}
+
+#[test]
 fn the_memory_budget_evicts_the_least_recently_used() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));

@@ -94,7 +94,7 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
         tracing::warn!(object = %slot.id, "resetting broken object");
         *guard = None;
         inner.metrics.resets.fetch_add(1, Ordering::Relaxed);
-        slot.live.store(false, Ordering::Release);
+        inner.set_live(slot, false);
     }
     if guard.is_none() {
         match activate(inner, slot) {
@@ -134,7 +134,7 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
             tracing::error!(object = %slot.id, "handler panicked; instance reset");
             inner.metrics.resets.fetch_add(1, Ordering::Relaxed);
             *guard = None;
-            slot.live.store(false, Ordering::Release);
+            inner.set_live(slot, false);
             drop(guard);
             if let Some((name, t)) = alarm {
                 inner.alarms.done(&slot.id, &name, t, Outcome::Failed);
@@ -155,7 +155,7 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
         }
         inner.metrics.resets.fetch_add(1, Ordering::Relaxed);
         *guard = None;
-        slot.live.store(false, Ordering::Release);
+        inner.set_live(slot, false);
         drop(guard);
         if let Some((name, t)) = alarm {
             inner.alarms.done(&slot.id, &name, t, Outcome::Failed);
@@ -189,7 +189,7 @@ fn run_event(inner: &Arc<Inner>, slot: &Arc<Slot>, ev: Event) {
     if turn.reset {
         inner.metrics.resets.fetch_add(1, Ordering::Relaxed);
         *guard = None;
-        slot.live.store(false, Ordering::Release);
+        inner.set_live(slot, false);
     } else if let Some(i) = guard.as_ref() {
         slot.mem.store(
             inner.cfg.instance_overhead_bytes + i.obj.cache_bytes(),
@@ -392,7 +392,7 @@ fn activate(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Result<Instance> {
         t0,
     );
     refresh_alarms(inner, slot, &mut inst);
-    slot.live.store(true, Ordering::Release);
+    inner.set_live(slot, true);
     slot.mem
         .store(inner.cfg.instance_overhead_bytes, Ordering::Release);
     inner.metrics.activations.fetch_add(1, Ordering::Relaxed);
@@ -406,9 +406,8 @@ fn close_instance(inner: &Arc<Inner>, slot: &Arc<Slot>, inst: Instance) {
     if let Err(e) = obj.close() {
         tracing::warn!(object = %slot.id, error = %e, "close failed");
     }
-    slot.live.store(false, Ordering::Release);
+    inner.set_live(slot, false);
     slot.mem.store(0, Ordering::Release);
-    let _ = inner;
 }
 
 fn refresh_alarms(inner: &Arc<Inner>, slot: &Arc<Slot>, inst: &mut Instance) {

@@ -1,8 +1,9 @@
 //! Eviction. Every `housekeeping_interval`, objects idle longer than their
 //! timeout (`hibernation_timeout` with open sockets, `idle_timeout`
 //! otherwise) are closed; then, while the estimated memory of live
-//! instances exceeds `memory_budget_bytes`, the least recently used are
-//! closed. Eviction is an event in the object's own mailbox, so it never
+//! instances exceeds `memory_budget_bytes`, or their number
+//! `max_live_objects` (then at once, not at the next interval), the least
+//! recently used are closed. Eviction is an event in the object's own mailbox, so it never
 //! races a turn, and it is skipped if another event arrived meanwhile.
 
 use std::sync::atomic::Ordering;
@@ -31,7 +32,9 @@ pub(crate) fn run(inner: Arc<Inner>) {
                 tracing::warn!(objects = n, "fenced: closed every open object");
             }
         }
-        if last.elapsed() >= inner.cfg.housekeeping_interval {
+        if last.elapsed() >= inner.cfg.housekeeping_interval
+            || inner.sweep_now.swap(false, Ordering::AcqRel)
+        {
             last = Instant::now();
             sweep(&inner);
         }
@@ -58,16 +61,19 @@ fn sweep(inner: &Arc<Inner>) {
         total += mem;
         live.push((last, mem, slot));
     }
-    if total <= inner.cfg.memory_budget_bytes {
+    let max_live = inner.cfg.max_live_objects;
+    if total <= inner.cfg.memory_budget_bytes && live.len() <= max_live {
         return;
     }
     live.sort_by_key(|(last, _, _)| *last);
+    let mut count = live.len();
     for (_, mem, slot) in live {
-        if total <= inner.cfg.memory_budget_bytes {
+        if total <= inner.cfg.memory_budget_bytes && count <= max_live {
             break;
         }
         evict(inner, &slot);
         total -= mem;
+        count -= 1;
     }
 }
 

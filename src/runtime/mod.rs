@@ -43,7 +43,7 @@ mod slot;
 mod websocket;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -97,6 +97,13 @@ pub struct RuntimeConfig {
     /// Fixed estimate per live instance (SQLite connection, statement cache,
     /// class), added to its KV cache bytes.
     pub instance_overhead_bytes: usize,
+    /// Most instances live at once; beyond it the least recently used idle
+    /// ones are closed, as with the memory budget, at once rather than at
+    /// the next housekeeping interval. Each live instance holds about five
+    /// file descriptors. Default: an eighth of the open-files limit
+    /// (`RLIMIT_NOFILE`, read from `/proc/self/limits`; 1,024 if unknown),
+    /// at least 64.
+    pub max_live_objects: usize,
     /// How often eviction checks run (real time).
     pub housekeeping_interval: Duration,
     /// First alarm retry delay; each retry doubles it (DO: 2 s).
@@ -126,6 +133,7 @@ impl Default for RuntimeConfig {
             hibernation_timeout: Duration::from_secs(10),
             memory_budget_bytes: 512 << 20,
             instance_overhead_bytes: 64 << 10,
+            max_live_objects: default_max_live(),
             housekeeping_interval: Duration::from_millis(500),
             alarm_backoff_base_ms: 2000,
             alarm_max_retries: 6,
@@ -147,6 +155,11 @@ pub(crate) struct Inner {
     names: Mutex<HashMap<ObjectId, Id>>,
     pub(crate) alarms: alarms::Scheduler,
     pub(crate) metrics: Metrics,
+    /// Instances live now (`Slot::live` set).
+    live_count: AtomicUsize,
+    /// Set when `live_count` passed `max_live_objects`: housekeeping
+    /// sweeps at its next step.
+    pub(crate) sweep_now: AtomicBool,
     closing: AtomicBool,
     next_socket: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -210,6 +223,8 @@ impl RuntimeBuilder {
             ready: tx,
             names: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            live_count: AtomicUsize::new(0),
+            sweep_now: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             next_socket: AtomicU64::new(1),
             threads: Mutex::new(Vec::new()),
@@ -440,6 +455,22 @@ impl Inner {
         Ok(Namespace::new(self.clone(), class))
     }
 
+    /// Marks `slot` live or not, keeping the count; past
+    /// `max_live_objects`, asks housekeeping to sweep now.
+    pub(crate) fn set_live(&self, slot: &slot::Slot, live: bool) {
+        if slot.live.swap(live, Ordering::AcqRel) == live {
+            return;
+        }
+        if live {
+            let n = self.live_count.fetch_add(1, Ordering::AcqRel) + 1;
+            if n > self.cfg.max_live_objects {
+                self.sweep_now.store(true, Ordering::Release);
+            }
+        } else {
+            self.live_count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     pub(crate) fn remember_name(&self, id: &Id) {
         lock(&self.names)
             .entry(id.raw())
@@ -580,4 +611,19 @@ impl Inner {
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
     }
+}
+
+/// An eighth of the soft open-files limit, at least 64: each live
+/// instance holds about five descriptors, and sockets need the rest.
+fn default_max_live() -> usize {
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024);
+    (limit / 8).max(64)
 }

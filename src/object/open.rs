@@ -254,21 +254,17 @@ fn is_new_dir(dir: &std::path::Path) -> bool {
     }
 }
 
-/// Takes the object's process-wide lock (`flock` on `dir/lock`), held as
-/// long as the returned file; `None` when another process holds it.
+/// Takes the object's process-wide lock, `flock` on its directory, held
+/// as long as the returned handle; `None` when another process holds it.
+/// The directory, unlike a file in it, is never renamed or replaced (a
+/// restore swaps the database), and needs no file of its own.
 pub(crate) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
-    let path = dir.join("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let lock = File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
     match lock.try_lock() {
         Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("lock {}", path.display()), e))
+            Err(Error::io(format!("lock {}", dir.display()), e))
         }
     }
 }

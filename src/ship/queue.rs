@@ -76,8 +76,18 @@ impl ShipState {
     }
 
     pub(super) fn write_hint(&self, st: &ShipInner) {
-        // A hint only: a stale (low) value costs a re-upload that restore
-        // tolerates; it is never written ahead of the bucket.
+        // A hint only, never written ahead of the bucket. It never moves
+        // back within an epoch either: an upload that lands after its
+        // handle was dropped, and after a newer handle wrote a later
+        // position, would otherwise make the next open think the bucket
+        // and the WAL do not meet, and bridge with a snapshot. One lock in
+        // the process orders the read and the write.
+        static HINT_WRITES: Mutex<()> = Mutex::new(());
+        let _order = HINT_WRITES.lock().unwrap_or_else(|p| p.into_inner());
+        if read_hint(&self.hint_path).is_some_and(|h| h.epoch == st.epoch && h.shipped > st.shipped)
+        {
+            return;
+        }
         let text = format!(
             "{} {} {} {} {}\n",
             st.epoch,

@@ -10,7 +10,7 @@
 //! objects/<id[0..2]>/<id>/    one directory per object
 //!     db, db-wal              the object's SQLite database and its WAL
 //!     name                    the object's name (objects made before the catalog)
-//!     lock                    held with flock while the object is open
+//!   (the directory itself is flock'd while the object is open)
 //! ```
 //!
 //! - `key.rs`: the store key, kept in step with the bucket's copy.

@@ -94,3 +94,47 @@ fn creating_an_object_costs_at_most_three_fsyncs_with_its_first_commit() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Counts, not times: the files an object keeps at rest, and the
+/// descriptors it holds while open and after it closes.
+#[test]
+fn an_object_keeps_two_files_at_rest_and_four_descriptors_while_open() {
+    use amber::{BucketConfig, Config, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(Config::new(dir.path()).with_bucket(BucketConfig::Disabled)).unwrap();
+    // Warm the store's own descriptors (journal file, catalog).
+    let mut w = store.open_object("warm").unwrap();
+    w.put("k", b"v").unwrap();
+    w.close().unwrap();
+    let before = open_fds();
+    let mut objs = Vec::new();
+    for i in 0..20 {
+        let mut o = store.open_object(&format!("o{i}")).unwrap();
+        o.put("k", b"v").unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+        objs.push(o);
+    }
+    let with_open = open_fds();
+    let dirs: Vec<_> = objs.iter().map(|o| o.dir().to_path_buf()).collect();
+    for o in objs {
+        o.close().unwrap();
+    }
+    // The journal may have opened a new file meanwhile: count what the
+    // closes gave back.
+    let after = open_fds();
+    assert!(after <= before + 2, "{before} descriptors before, {after} after");
+    let per_open = (with_open - after) as f64 / 20.0;
+    assert!(per_open <= 4.0, "{per_open} descriptors per open object");
+    for d in dirs {
+        let mut files: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["db", "db-wal"], "{}", d.display());
+    }
+}

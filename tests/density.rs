@@ -126,7 +126,10 @@ fn an_object_keeps_two_files_at_rest_and_four_descriptors_while_open() {
     // The journal may have opened a new file meanwhile: count what the
     // closes gave back.
     let after = open_fds();
-    assert!(after <= before + 2, "{before} descriptors before, {after} after");
+    assert!(
+        after <= before + 2,
+        "{before} descriptors before, {after} after"
+    );
     let per_open = (with_open - after) as f64 / 20.0;
     assert!(per_open <= 4.0, "{per_open} descriptors per open object");
     for d in dirs {

@@ -234,10 +234,14 @@ pub(crate) fn run(store: &Store, cmd: PitrCmd, out: &mut impl Write) -> Result<(
             for n in names {
                 let r = store.verify(&n)?;
                 for e in &r.epochs {
-                    let range = e
+                    let mut range = e
                         .restorable
                         .map(|(a, b)| format!("{a} ..= {b}"))
                         .unwrap_or_else(|| "nothing".into());
+                    for (a, b) in &e.bridged {
+                        // Only as part of a later snapshot's state.
+                        range.push_str(&format!(" (commits {a}..={b} bridged by a snapshot)"));
+                    }
                     writeln!(
                         out,
                         "{n}: epoch {}: {} snapshot(s), {} segment(s), {} record(s), restorable {range}: {}",

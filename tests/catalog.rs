@@ -263,3 +263,60 @@ fn a_kill_at_any_moment_leaves_no_alarm_the_catalog_would_miss() {
         drop(store);
     }
 }
+
+#[test]
+fn a_namespace_lists_its_ids_page_by_page() {
+    use amber::runtime::{Request, Runtime};
+    use amber::server::classes::counter::Counter;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::builder(Store::open(config(dir.path())).unwrap())
+        .class("room", Counter::default)
+        .class("roomy", Counter::default)
+        .start()
+        .unwrap();
+    let touch = |ns: &str, id: &amber::runtime::Id| {
+        let ns = rt.namespace(ns).unwrap();
+        let r = ns
+            .get(id)
+            .unwrap()
+            .fetch(Request::new("POST", "/increment"))
+            .wait()
+            .unwrap();
+        assert_eq!(r.status, 200);
+    };
+    let rooms = rt.namespace("room").unwrap();
+    let mut want = Vec::new();
+    for i in 0..5 {
+        let id = rooms.id_from_name(&format!("r{i}")).unwrap();
+        touch("room", &id);
+        want.push(id.to_string());
+    }
+    for _ in 0..2 {
+        let id = rooms.new_unique_id().unwrap();
+        touch("room", &id);
+        want.push(id.to_string());
+    }
+    let other = rt.namespace("roomy").unwrap();
+    for i in 0..3 {
+        touch("roomy", &other.id_from_name(&format!("x{i}")).unwrap());
+    }
+    let mut got = Vec::new();
+    let mut after = None;
+    loop {
+        let page = rooms.list_ids(after.as_ref(), 3).unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        got.extend(page.iter().map(|i| i.to_string()));
+        after = Some(last);
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(other.list_ids(None, 100).unwrap().len(), 3);
+    assert_eq!(
+        rooms.list_ids(None, 0).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}

@@ -49,6 +49,40 @@ impl Namespace {
         Ok(id)
     }
 
+    /// Up to `limit` ids of this namespace's stored objects, named and
+    /// unique, after `start_after` (the last id of the previous page), in
+    /// the order of their store names. Read from the store catalog, so
+    /// listing does not open objects.
+    pub fn list_ids(&self, start_after: Option<&Id>, limit: usize) -> Result<Vec<Id>> {
+        if limit == 0 {
+            return Err(Error::invalid("limit must be at least 1"));
+        }
+        let store = &self.inner.store;
+        let mut after = start_after.map(Id::store_name).unwrap_or_default();
+        let mut out = Vec::new();
+        // Store names are `class:name` and `class#hex`; other classes may
+        // share the prefix and are skipped.
+        while out.len() < limit {
+            let opts = crate::store::ObjectListOptions::new()
+                .prefix(self.class.to_string())
+                .start_after(after.clone())
+                .limit(crate::store::DEFAULT_PAGE);
+            let page = store.list_objects_page(&opts)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.name.clone();
+            for o in page {
+                if let Some(id) = Id::from_store_name(store, &o.name) {
+                    if id.class() == &*self.class && out.len() < limit {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A new random id, unguessable and never equal to a named one.
     pub fn new_unique_id(&self) -> Result<Id> {
         let mut random = [0u8; 16];

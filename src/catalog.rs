@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE UNIQUE INDEX IF NOT EXISTS objects_by_name ON objects (name);
 CREATE INDEX IF NOT EXISTS objects_by_alarm ON objects (alarm_ms) WHERE alarm_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS catalog_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ship_hints (
+    id BLOB PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    shipped INTEGER NOT NULL,
+    snapshot_seq INTEGER,
+    log_bytes INTEGER NOT NULL,
+    last_snapshot_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tombstones (
     id BLOB PRIMARY KEY,
     next_epoch INTEGER NOT NULL,
@@ -73,6 +81,17 @@ const PAGE: &str = "SELECT id, name FROM objects WHERE name > ?1 AND name >= ?2 
 const ALARMED: &str = "SELECT id, name, alarm_ms FROM objects WHERE alarm_ms IS NOT NULL \
      AND id > ?1 ORDER BY id LIMIT ?2";
 const COUNT: &str = "SELECT count(*) FROM objects";
+const HINT_GET: &str = "SELECT epoch, shipped, snapshot_seq, log_bytes, last_snapshot_ms \
+     FROM ship_hints WHERE id = ?1";
+/// Never back within an epoch: a later epoch, or the same epoch at least
+/// as far shipped.
+const HINT_SET: &str = "INSERT INTO ship_hints (id, epoch, shipped, snapshot_seq, log_bytes, \
+     last_snapshot_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET \
+     epoch = excluded.epoch, shipped = excluded.shipped, snapshot_seq = excluded.snapshot_seq, \
+     log_bytes = excluded.log_bytes, last_snapshot_ms = excluded.last_snapshot_ms \
+     WHERE excluded.epoch > ship_hints.epoch \
+     OR (excluded.epoch = ship_hints.epoch AND excluded.shipped >= ship_hints.shipped)";
+const HINT_REMOVE: &str = "DELETE FROM ship_hints WHERE id = ?1";
 const TOMB_SET: &str =
     "INSERT OR REPLACE INTO tombstones (id, next_epoch, deleted_ms, local_gone, purged) \
      VALUES (?1, ?2, ?3, 0, 0)";
@@ -89,6 +108,17 @@ pub(crate) struct Entry {
     pub(crate) name: String,
     /// `None`: no alarm; `Some(ALARM_UNKNOWN)`: not known.
     pub(crate) alarm_ms: Option<u64>,
+}
+
+/// How far an object's log is known to be shipped (a hint: never ahead
+/// of the bucket, and never moved back within an epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShipHint {
+    pub(crate) epoch: u64,
+    pub(crate) shipped: u64,
+    pub(crate) snapshot_seq: Option<u64>,
+    pub(crate) log_bytes: u64,
+    pub(crate) last_snapshot_ms: u64,
 }
 
 /// What is left of a deleted object: the epoch its name starts at when
@@ -233,6 +263,46 @@ impl Catalog {
         Ok(())
     }
 
+    pub(crate) fn ship_hint(&self, id: &ObjectId) -> Result<Option<ShipHint>> {
+        let conn = self.lock();
+        conn.internal(|| {
+            let mut st = conn.prepare_cached(HINT_GET)?;
+            st.bind(1, ValueRef::Blob(id.as_bytes()))?;
+            Ok(st.step()?.then(|| ShipHint {
+                epoch: st.column_i64(0).max(0) as u64,
+                shipped: st.column_i64(1).max(0) as u64,
+                snapshot_seq: (!st.column_is_null(2)).then(|| st.column_i64(2).max(0) as u64),
+                log_bytes: st.column_i64(3).max(0) as u64,
+                last_snapshot_ms: st.column_i64(4).max(0) as u64,
+            }))
+        })
+        .map_err(ctx(&self.path))
+    }
+
+    /// Records `h`, unless it would move the hint back within its epoch.
+    pub(crate) fn set_ship_hint(&self, id: &ObjectId, h: &ShipHint) -> Result<()> {
+        let snap = h
+            .snapshot_seq
+            .map_or(ValueRef::Null, |s| ValueRef::Integer(to_i64(s)));
+        self.write(
+            HINT_SET,
+            &[
+                ValueRef::Blob(id.as_bytes()),
+                ValueRef::Integer(to_i64(h.epoch)),
+                ValueRef::Integer(to_i64(h.shipped)),
+                snap,
+                ValueRef::Integer(to_i64(h.log_bytes)),
+                ValueRef::Integer(to_i64(h.last_snapshot_ms)),
+            ],
+        )
+        .map(drop)
+    }
+
+    pub(crate) fn remove_ship_hint(&self, id: &ObjectId) -> Result<()> {
+        self.write(HINT_REMOVE, &[ValueRef::Blob(id.as_bytes())])
+            .map(drop)
+    }
+
     /// Deletes object `id`: its row goes and a tombstone takes its place,
     /// in one transaction, fsynced before this returns. From then on the
     /// object is deleted, whatever a crash leaves of its files.
@@ -242,10 +312,11 @@ impl Catalog {
             conn.internal(|| {
                 conn.execute_batch_internal("BEGIN IMMEDIATE")?;
                 let res = (|| {
-                    let mut st = conn.prepare_cached(REMOVE)?;
-                    st.bind(1, ValueRef::Blob(id.as_bytes()))?;
-                    st.run()?;
-                    drop(st);
+                    for sql in [REMOVE, HINT_REMOVE] {
+                        let mut st = conn.prepare_cached(sql)?;
+                        st.bind(1, ValueRef::Blob(id.as_bytes()))?;
+                        st.run()?;
+                    }
                     let mut st = conn.prepare_cached(TOMB_SET)?;
                     st.bind_all(&[
                         ValueRef::Blob(id.as_bytes()),

@@ -45,15 +45,16 @@ fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-/// (epoch, shipped) from the object's ship hint.
-fn hint(dir: &std::path::Path) -> (u64, u64) {
-    let text = std::fs::read_to_string(dir.join("ship-hint")).unwrap();
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .take(2)
-        .map(|x| x.parse().unwrap())
-        .collect();
-    (f[0], f[1])
+/// (epoch, shipped) from the object's ship hint, in the store catalog.
+fn hint(data: &std::path::Path) -> (u64, u64) {
+    let conn =
+        amber::sqlite::Connection::open(&data.join("catalog.db"), "\u{1}none", Vec::new()).unwrap();
+    let (st, _) = conn
+        .prepare_next("SELECT epoch, shipped FROM ship_hints", false)
+        .unwrap();
+    let mut st = st.unwrap();
+    assert!(st.step().unwrap(), "no ship hint");
+    (st.column_i64(0) as u64, st.column_i64(1) as u64)
 }
 
 #[test]
@@ -78,7 +79,6 @@ fn a_late_upload_of_a_dropped_handle_does_not_move_the_ship_hint_back() {
     )
     .unwrap();
     let mut a = store.open_object("o").unwrap();
-    let dir = a.dir().to_path_buf();
     a.put("k", b"1").unwrap();
     a.end_turn().unwrap().wait().unwrap();
     // A's next segment is held in the bucket's hands; A goes away.
@@ -99,7 +99,7 @@ fn a_late_upload_of_a_dropped_handle_does_not_move_the_ship_hint_back() {
     }
     let last = b.seq();
     drop(b);
-    let (epoch, shipped) = hint(&dir);
+    let (epoch, shipped) = hint(data.path());
     assert_eq!(shipped, last);
 
     // A's upload lands now, late.
@@ -111,7 +111,7 @@ fn a_late_upload_of_a_dropped_handle_does_not_move_the_ship_hint_back() {
     });
     until("A's upload finished", || late.is_done());
     assert_eq!(
-        hint(&dir),
+        hint(data.path()),
         (epoch, last),
         "the late upload moved the hint back"
     );

@@ -130,6 +130,7 @@ impl Object {
         let plan = match &shared.shipper {
             Some(sh) => Some(ObjectShip::prepare(
                 sh,
+                &shared.catalog,
                 id,
                 &dir,
                 seq,

@@ -184,6 +184,7 @@ pub(crate) fn restore_into(
     shared.on_bucket(move |b| async move { write_manifest(&b, &*clock, &id, m).await })?;
     let _ = std::fs::remove_file(dir.join("db-wal"));
     let _ = std::fs::remove_file(dir.join(HINT_FILE));
+    shared.catalog.remove_ship_hint(&id)?;
     std::fs::rename(&tmp, dir.join("db"))
         .map_err(|e| Error::io(format!("install restored database in {}", dir.display()), e))?;
     fsutil::sync_dir(dir)?;

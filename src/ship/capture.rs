@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::queue::{read_hint, ShipInner, ShipState, SnapshotJob};
-use super::{Shipper, HINT_FILE};
+use super::Shipper;
+use crate::catalog::Catalog;
 use crate::cluster::Fence;
 use crate::durability::Watermark;
 use crate::error::{Error, ErrorKind, Result};
@@ -47,7 +48,7 @@ pub(crate) struct ShipPlan {
     inner: ShipInner,
     backlog: Vec<Record>,
     need_snapshot: bool,
-    hint_path: std::path::PathBuf,
+    catalog: Arc<Catalog>,
 }
 
 impl ShipPlan {
@@ -64,6 +65,7 @@ impl ObjectShip {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn prepare(
         shipper: &Arc<Shipper>,
+        catalog: &Arc<Catalog>,
         id: ObjectId,
         dir: &Path,
         seq: u64,
@@ -72,8 +74,7 @@ impl ObjectShip {
         now_ms: u64,
         commits: &[WalCommit],
     ) -> Result<ShipPlan> {
-        let hint_path = dir.join(HINT_FILE);
-        let inner = match read_hint(&hint_path).filter(|h| h.epoch == epoch) {
+        let inner = match read_hint(catalog, &id, dir).filter(|h| h.epoch == epoch) {
             Some(h) => h,
             None => {
                 // No trustworthy local record: ask the bucket (two LISTs).
@@ -139,7 +140,7 @@ impl ObjectShip {
             inner,
             backlog,
             need_snapshot,
-            hint_path,
+            catalog: catalog.clone(),
         })
     }
 
@@ -157,7 +158,7 @@ impl ObjectShip {
         time_ms: u64,
         fence: Option<Fence>,
     ) -> Result<ObjectShip> {
-        let state = ShipState::new(id, plan.inner, mark, plan.hint_path, fence);
+        let state = ShipState::new(id, plan.inner, mark, plan.catalog, fence);
         let mut ship = ObjectShip {
             state,
             shipper,

@@ -32,7 +32,8 @@ pub(crate) use capture::ObjectShip;
 pub use config::PitrConfig;
 pub(crate) use queue::{ShipState, SnapshotJob};
 
-/// File in the object's directory: the shipped position, as last seen.
+/// Round 1 kept the ship hint in this file in the object directory; it is
+/// still read when the catalog has none, and never written.
 pub(crate) const HINT_FILE: &str = "ship-hint";
 
 /// Store-wide: the bucket, the upload limit and the runtime uploads run on.

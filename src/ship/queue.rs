@@ -1,10 +1,12 @@
 //! An object's shipping state: what is queued, what is in the bucket, and
-//! the hint file that remembers the latter across a clean reopen.
+//! the ship hint (in the store catalog) that remembers the latter across a
+//! clean reopen.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::catalog::{Catalog, ShipHint};
 use crate::cluster::Fence;
 use crate::durability::Watermark;
 use crate::id::ObjectId;
@@ -37,7 +39,8 @@ pub(crate) struct ShipState {
     pub(crate) id: ObjectId,
     inner: Mutex<ShipInner>,
     pub(super) mark: Arc<Watermark>,
-    hint_path: PathBuf,
+    /// Where the ship hint lives: the store catalog's `ship_hints`.
+    catalog: Arc<Catalog>,
     /// Cluster mode: checked after each PUT, before acknowledging it.
     pub(super) fence: Option<Fence>,
 }
@@ -47,14 +50,14 @@ impl ShipState {
         id: ObjectId,
         inner: ShipInner,
         mark: Arc<Watermark>,
-        hint_path: PathBuf,
+        catalog: Arc<Catalog>,
         fence: Option<Fence>,
     ) -> Arc<ShipState> {
         Arc::new(ShipState {
             id,
             inner: Mutex::new(inner),
             mark,
-            hint_path,
+            catalog,
             fence,
         })
     }
@@ -76,32 +79,45 @@ impl ShipState {
     }
 
     pub(super) fn write_hint(&self, st: &ShipInner) {
-        // A hint only, never written ahead of the bucket. It never moves
-        // back within an epoch either: an upload that lands after its
-        // handle was dropped, and after a newer handle wrote a later
-        // position, would otherwise make the next open think the bucket
-        // and the WAL do not meet, and bridge with a snapshot. One lock in
-        // the process orders the read and the write.
-        static HINT_WRITES: Mutex<()> = Mutex::new(());
-        let _order = HINT_WRITES.lock().unwrap_or_else(|p| p.into_inner());
-        if read_hint(&self.hint_path).is_some_and(|h| h.epoch == st.epoch && h.shipped > st.shipped)
-        {
-            return;
+        // A hint only, never written ahead of the bucket. The catalog never
+        // moves it back within an epoch either (one conditional upsert, so
+        // across processes too): an upload that lands after its handle was
+        // dropped, after a newer handle shipped further, would otherwise
+        // make the next open think the bucket and the WAL do not meet, and
+        // bridge with a snapshot. A failed write costs the next open two
+        // LISTs, not data.
+        let h = ShipHint {
+            epoch: st.epoch,
+            shipped: st.shipped,
+            snapshot_seq: st.snapshot_seq,
+            log_bytes: st.log_bytes,
+            last_snapshot_ms: st.last_snapshot_ms,
+        };
+        if let Err(e) = self.catalog.set_ship_hint(&self.id, &h) {
+            tracing::warn!(object = %self.id, error = %e, "could not record the ship hint");
         }
-        let text = format!(
-            "{} {} {} {} {}\n",
-            st.epoch,
-            st.shipped,
-            st.snapshot_seq.map_or(-1, |s| s as i64),
-            st.log_bytes,
-            st.last_snapshot_ms
-        );
-        let _ = std::fs::write(&self.hint_path, text);
     }
 }
 
-/// Reads the hint file: (epoch, shipped, snapshot seq, log bytes, last snapshot ms).
-pub(crate) fn read_hint(path: &std::path::Path) -> Option<ShipInner> {
+/// The object's ship hint: the catalog's, or a round-1 `ship-hint` file.
+pub(crate) fn read_hint(catalog: &Catalog, id: &ObjectId, dir: &Path) -> Option<ShipInner> {
+    match catalog.ship_hint(id) {
+        Ok(Some(h)) => Some(ShipInner {
+            epoch: h.epoch,
+            shipped: h.shipped,
+            snapshot_seq: h.snapshot_seq,
+            log_bytes: h.log_bytes,
+            last_snapshot_ms: h.last_snapshot_ms,
+            ..ShipInner::default()
+        }),
+        Ok(None) => read_hint_file(&dir.join(super::HINT_FILE)),
+        Err(_) => None,
+    }
+}
+
+/// Reads a round-1 hint file: (epoch, shipped, snapshot seq, log bytes,
+/// last snapshot ms).
+fn read_hint_file(path: &Path) -> Option<ShipInner> {
     let text = std::fs::read_to_string(path).ok()?;
     let f: Vec<&str> = text.split_whitespace().collect();
     if f.len() != 5 {

@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::sqlite::{Connection, SqliteError, ValueRef};
+use crate::sqlite::{Connection, SqliteError, Statement, ValueRef};
 
 /// The catalog's file name under the data directory.
 pub(crate) const CATALOG_FILE: &str = "catalog.db";
@@ -100,7 +100,7 @@ const TOMB_GET: &str =
 const TOMB_LOCAL_GONE: &str = "UPDATE tombstones SET local_gone = 1 WHERE id = ?1";
 const TOMB_PURGED: &str = "UPDATE tombstones SET purged = 1 WHERE id = ?1 AND next_epoch = ?2";
 const TOMB_PENDING: &str = "SELECT id, next_epoch, deleted_ms, local_gone, purged FROM tombstones \
-     WHERE local_gone = 0 OR purged = 0 ORDER BY id";
+     WHERE local_gone = 0 OR (purged = 0 AND deleted_ms <= ?1) ORDER BY id";
 
 /// An object's row, as `Catalog::get` reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +150,7 @@ impl Catalog {
     /// where nothing else would).
     pub(crate) fn open(data_dir: &Path, sync_commits: bool) -> Result<(Catalog, bool)> {
         let path = data_dir.join(CATALOG_FILE);
+        let new_files = !path.exists() || !wal_path(&path).exists();
         let conn = Connection::open(&path, "\u{1}none", Vec::new())?;
         let sync = if sync_commits { "FULL" } else { "NORMAL" };
         conn.execute_batch_internal(&format!(
@@ -164,8 +165,10 @@ impl Catalog {
                 st.step()
             })
             .map_err(ctx(&path))?;
-        // The WAL and the database file are new directory entries.
-        crate::fsutil::sync_dir(data_dir)?;
+        if new_files {
+            // The WAL and the database file are new directory entries.
+            crate::fsutil::sync_dir(data_dir)?;
+        }
         let cat = Catalog {
             conn: Mutex::new(conn),
             path,
@@ -181,7 +184,7 @@ impl Catalog {
 
     /// Runs one write; checkpoints now and then, since amber's connections
     /// turn SQLite's automatic checkpoint off.
-    fn write(&self, sql: &str, params: &[ValueRef<'_>]) -> Result<u64> {
+    fn write(&self, sql: &str, params: &[ValueRef<'_>]) -> Result<()> {
         let conn = self.lock();
         let changed = conn
             .internal(|| {
@@ -201,7 +204,27 @@ impl Catalog {
                 let _ = conn.checkpoint_passive();
             }
         }
-        Ok(changed)
+        Ok(())
+    }
+
+    /// Runs one query; `row` maps each row, `None` skipping it.
+    fn read<T>(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        mut row: impl FnMut(&Statement<'_>) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let conn = self.lock();
+        conn.internal(|| {
+            let mut st = conn.prepare_cached(sql)?;
+            st.bind_all(params)?;
+            let mut out = Vec::new();
+            while st.step()? {
+                out.extend(row(&st));
+            }
+            Ok(out)
+        })
+        .map_err(ctx(&self.path))
     }
 
     /// Records a new object; a row that exists is kept.
@@ -212,95 +235,71 @@ impl Catalog {
         created_ms: u64,
         alarm_ms: Option<u64>,
     ) -> Result<()> {
-        let alarm = alarm_ms.map_or(ValueRef::Null, |a| ValueRef::Integer(to_i64(a)));
         self.write(
             INSERT,
             &[
-                ValueRef::Blob(id.as_bytes()),
+                blob(id),
                 ValueRef::Text(name),
-                ValueRef::Integer(to_i64(created_ms)),
-                alarm,
+                int(created_ms),
+                opt_int(alarm_ms),
             ],
-        )?;
-        Ok(())
+        )
     }
 
     pub(crate) fn get(&self, id: &ObjectId) -> Result<Option<Entry>> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(GET)?;
-            st.bind(1, ValueRef::Blob(id.as_bytes()))?;
-            Ok(if st.step()? {
-                Some(Entry {
-                    name: String::from_utf8_lossy(&st.column_bytes(0)).into_owned(),
-                    alarm_ms: (!st.column_is_null(1)).then(|| st.column_i64(1).max(0) as u64),
-                })
-            } else {
-                None
+        let rows = self.read(GET, &[blob(id)], |st| {
+            Some(Entry {
+                name: text_at(st, 0),
+                alarm_ms: opt_u64_at(st, 1),
             })
-        })
-        .map_err(ctx(&self.path))
+        })?;
+        Ok(rows.into_iter().next())
     }
 
     /// Makes the row's alarm no later than `ms`.
     pub(crate) fn lower_alarm(&self, id: &ObjectId, ms: u64) -> Result<()> {
-        self.write(
-            LOWER_ALARM,
-            &[ValueRef::Blob(id.as_bytes()), ValueRef::Integer(to_i64(ms))],
-        )?;
-        Ok(())
+        self.write(LOWER_ALARM, &[blob(id), int(ms)])
     }
 
     /// Sets the row's alarm to exactly `ms` (`None`: no alarm).
     pub(crate) fn set_alarm(&self, id: &ObjectId, ms: Option<u64>) -> Result<()> {
-        let v = ms.map_or(ValueRef::Null, |a| ValueRef::Integer(to_i64(a)));
-        self.write(SET_ALARM, &[ValueRef::Blob(id.as_bytes()), v])?;
-        Ok(())
+        self.write(SET_ALARM, &[blob(id), opt_int(ms)])
     }
 
     pub(crate) fn remove(&self, id: &ObjectId) -> Result<()> {
-        self.write(REMOVE, &[ValueRef::Blob(id.as_bytes())])?;
-        Ok(())
+        self.write(REMOVE, &[blob(id)])
     }
 
     pub(crate) fn ship_hint(&self, id: &ObjectId) -> Result<Option<ShipHint>> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(HINT_GET)?;
-            st.bind(1, ValueRef::Blob(id.as_bytes()))?;
-            Ok(st.step()?.then(|| ShipHint {
-                epoch: st.column_i64(0).max(0) as u64,
-                shipped: st.column_i64(1).max(0) as u64,
-                snapshot_seq: (!st.column_is_null(2)).then(|| st.column_i64(2).max(0) as u64),
-                log_bytes: st.column_i64(3).max(0) as u64,
-                last_snapshot_ms: st.column_i64(4).max(0) as u64,
-            }))
-        })
-        .map_err(ctx(&self.path))
+        let rows = self.read(HINT_GET, &[blob(id)], |st| {
+            Some(ShipHint {
+                epoch: u64_at(st, 0),
+                shipped: u64_at(st, 1),
+                snapshot_seq: opt_u64_at(st, 2),
+                log_bytes: u64_at(st, 3),
+                last_snapshot_ms: u64_at(st, 4),
+            })
+        })?;
+        Ok(rows.into_iter().next())
     }
 
     /// Records `h`, unless it would move the hint back within its epoch.
     pub(crate) fn set_ship_hint(&self, id: &ObjectId, h: &ShipHint) -> Result<()> {
-        let snap = h
-            .snapshot_seq
-            .map_or(ValueRef::Null, |s| ValueRef::Integer(to_i64(s)));
         self.write(
             HINT_SET,
             &[
-                ValueRef::Blob(id.as_bytes()),
-                ValueRef::Integer(to_i64(h.epoch)),
-                ValueRef::Integer(to_i64(h.shipped)),
-                snap,
-                ValueRef::Integer(to_i64(h.log_bytes)),
-                ValueRef::Integer(to_i64(h.last_snapshot_ms)),
+                blob(id),
+                int(h.epoch),
+                int(h.shipped),
+                opt_int(h.snapshot_seq),
+                int(h.log_bytes),
+                int(h.last_snapshot_ms),
             ],
         )
-        .map(drop)
     }
 
     pub(crate) fn remove_ship_hint(&self, id: &ObjectId) -> Result<()> {
-        self.write(HINT_REMOVE, &[ValueRef::Blob(id.as_bytes())])
-            .map(drop)
+        self.write(HINT_REMOVE, &[blob(id)])
     }
 
     /// Deletes object `id`: its row goes and a tombstone takes its place,
@@ -309,22 +308,16 @@ impl Catalog {
     pub(crate) fn delete(&self, id: &ObjectId, next_epoch: u64, now_ms: u64) -> Result<()> {
         {
             let conn = self.lock();
+            let run = |sql: &str, params: &[ValueRef<'_>]| {
+                let mut st = conn.prepare_cached(sql)?;
+                st.bind_all(params)?;
+                st.run()
+            };
             conn.internal(|| {
                 conn.execute_batch_internal("BEGIN IMMEDIATE")?;
-                let res = (|| {
-                    for sql in [REMOVE, HINT_REMOVE] {
-                        let mut st = conn.prepare_cached(sql)?;
-                        st.bind(1, ValueRef::Blob(id.as_bytes()))?;
-                        st.run()?;
-                    }
-                    let mut st = conn.prepare_cached(TOMB_SET)?;
-                    st.bind_all(&[
-                        ValueRef::Blob(id.as_bytes()),
-                        ValueRef::Integer(to_i64(next_epoch)),
-                        ValueRef::Integer(to_i64(now_ms)),
-                    ])?;
-                    st.run()
-                })();
+                let res = run(REMOVE, &[blob(id)])
+                    .and_then(|()| run(HINT_REMOVE, &[blob(id)]))
+                    .and_then(|()| run(TOMB_SET, &[blob(id), int(next_epoch), int(now_ms)]));
                 match res {
                     Ok(()) => conn.execute_batch_internal("COMMIT"),
                     Err(e) => {
@@ -340,47 +333,29 @@ impl Catalog {
     }
 
     pub(crate) fn tombstone(&self, id: &ObjectId) -> Result<Option<Tombstone>> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(TOMB_GET)?;
-            st.bind(1, ValueRef::Blob(id.as_bytes()))?;
-            Ok(st.step()?.then(|| tombstone_at(&st, 0)))
-        })
-        .map_err(ctx(&self.path))
+        let rows = self.read(TOMB_GET, &[blob(id)], |st| Some(tombstone_at(st, 0)))?;
+        Ok(rows.into_iter().next())
     }
 
     pub(crate) fn set_local_gone(&self, id: &ObjectId) -> Result<()> {
-        self.write(TOMB_LOCAL_GONE, &[ValueRef::Blob(id.as_bytes())])
-            .map(drop)
+        self.write(TOMB_LOCAL_GONE, &[blob(id)])
     }
 
     /// Records that the bucket keys below `next_epoch` are gone; a later
     /// delete (a higher `next_epoch`) has more to purge.
     pub(crate) fn set_purged(&self, id: &ObjectId, next_epoch: u64) -> Result<()> {
-        self.write(
-            TOMB_PURGED,
-            &[
-                ValueRef::Blob(id.as_bytes()),
-                ValueRef::Integer(to_i64(next_epoch)),
-            ],
-        )
-        .map(drop)
+        self.write(TOMB_PURGED, &[blob(id), int(next_epoch)])
     }
 
-    /// Tombstones with something left to remove, locally or in the bucket.
-    pub(crate) fn unfinished_deletes(&self) -> Result<Vec<(ObjectId, Tombstone)>> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(TOMB_PENDING)?;
-            let mut out = Vec::new();
-            while st.step()? {
-                if let Some(id) = id_of(&st.column_bytes(0)) {
-                    out.push((id, tombstone_at(&st, 1)));
-                }
-            }
-            Ok(out)
+    /// Tombstones with something left to remove: their local files, or
+    /// bucket history deleted at or before `purge_by_ms`.
+    pub(crate) fn unfinished_deletes(
+        &self,
+        purge_by_ms: u64,
+    ) -> Result<Vec<(ObjectId, Tombstone)>> {
+        self.read(TOMB_PENDING, &[int(purge_by_ms)], |st| {
+            Some((id_of(&st.column_bytes(0))?, tombstone_at(st, 1)))
         })
-        .map_err(ctx(&self.path))
     }
 
     /// Marks the catalog as complete: every object directory is in it.
@@ -398,26 +373,15 @@ impl Catalog {
         limit: usize,
     ) -> Result<Vec<(ObjectId, String)>> {
         let end = prefix_end(prefix);
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(PAGE)?;
-            st.bind_all(&[
-                ValueRef::Text(after),
-                ValueRef::Text(prefix),
-                end.as_deref().map_or(ValueRef::Null, ValueRef::Text),
-                ValueRef::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
-            ])?;
-            let mut out = Vec::new();
-            while st.step()? {
-                let Some(id) = id_of(&st.column_bytes(0)) else {
-                    continue;
-                };
-                let name = String::from_utf8_lossy(&st.column_bytes(1)).into_owned();
-                out.push((id, name));
-            }
-            Ok(out)
+        let params = [
+            ValueRef::Text(after),
+            ValueRef::Text(prefix),
+            end.as_deref().map_or(ValueRef::Null, ValueRef::Text),
+            int(limit as u64),
+        ];
+        self.read(PAGE, &params, |st| {
+            Some((id_of(&st.column_bytes(0))?, text_at(st, 1)))
         })
-        .map_err(ctx(&self.path))
     }
 
     /// Up to `limit` objects with an alarm (or one not known), in id order
@@ -427,34 +391,15 @@ impl Catalog {
         after: Option<&ObjectId>,
         limit: usize,
     ) -> Result<Vec<(ObjectId, String, u64)>> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(ALARMED)?;
-            st.bind_all(&[
-                ValueRef::Blob(after.map_or(&[][..], |a| &a.as_bytes()[..])),
-                ValueRef::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
-            ])?;
-            let mut out = Vec::new();
-            while st.step()? {
-                let Some(id) = id_of(&st.column_bytes(0)) else {
-                    continue;
-                };
-                let name = String::from_utf8_lossy(&st.column_bytes(1)).into_owned();
-                out.push((id, name, st.column_i64(2).max(0) as u64));
-            }
-            Ok(out)
+        let after = ValueRef::Blob(after.map_or(&[][..], |a| &a.as_bytes()[..]));
+        self.read(ALARMED, &[after, int(limit as u64)], |st| {
+            Some((id_of(&st.column_bytes(0))?, text_at(st, 1), u64_at(st, 2)))
         })
-        .map_err(ctx(&self.path))
     }
 
     pub(crate) fn count(&self) -> Result<u64> {
-        let conn = self.lock();
-        conn.internal(|| {
-            let mut st = conn.prepare_cached(COUNT)?;
-            st.step()?;
-            Ok(st.column_i64(0).max(0) as u64)
-        })
-        .map_err(ctx(&self.path))
+        let rows = self.read(COUNT, &[], |st| Some(u64_at(st, 0)))?;
+        Ok(rows.into_iter().next().unwrap_or(0))
     }
 
     /// Makes every catalog write so far durable: fsyncs its WAL. Called by
@@ -466,9 +411,8 @@ impl Catalog {
         if !self.dirty.swap(false, Ordering::AcqRel) && !force {
             return Ok(false);
         }
-        // Held so that no write lands between the flag and the fsync
-        // without setting the flag again.
-        let _conn = self.lock();
+        // No lock: a write after the flag was cleared sets it again, and
+        // every write the caller needs synced came before the call.
         let wal = wal_path(&self.path);
         let res = match File::open(&wal) {
             Ok(f) => f.sync_data(),
@@ -483,13 +427,37 @@ impl Catalog {
     }
 }
 
-fn tombstone_at(st: &crate::sqlite::Statement<'_>, i: usize) -> Tombstone {
+fn tombstone_at(st: &Statement<'_>, i: usize) -> Tombstone {
     Tombstone {
-        next_epoch: st.column_i64(i).max(0) as u64,
-        deleted_ms: st.column_i64(i + 1).max(0) as u64,
+        next_epoch: u64_at(st, i),
+        deleted_ms: u64_at(st, i + 1),
         local_gone: st.column_i64(i + 2) != 0,
         purged: st.column_i64(i + 3) != 0,
     }
+}
+
+fn blob(id: &ObjectId) -> ValueRef<'_> {
+    ValueRef::Blob(id.as_bytes())
+}
+
+fn int(v: u64) -> ValueRef<'static> {
+    ValueRef::Integer(to_i64(v))
+}
+
+fn opt_int(v: Option<u64>) -> ValueRef<'static> {
+    v.map_or(ValueRef::Null, int)
+}
+
+fn u64_at(st: &Statement<'_>, i: usize) -> u64 {
+    st.column_i64(i).max(0) as u64
+}
+
+fn opt_u64_at(st: &Statement<'_>, i: usize) -> Option<u64> {
+    (!st.column_is_null(i)).then(|| u64_at(st, i))
+}
+
+fn text_at(st: &Statement<'_>, i: usize) -> String {
+    String::from_utf8_lossy(&st.column_bytes(i)).into_owned()
 }
 
 fn wal_path(db: &Path) -> PathBuf {

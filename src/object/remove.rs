@@ -12,29 +12,24 @@ use crate::id::ObjectId;
 /// Removes a deleted object's directory: every file in it, the directory,
 /// then an fsync of the shard directory. The caller holds its lock.
 pub(crate) fn remove_local(dir: &Path) -> Result<()> {
-    // A closed handle's last upload may still write its ship hint into
-    // the directory meanwhile; go round again then.
-    for attempt in 0.. {
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
-        };
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
-            let p = entry.path();
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("remove {}", p.display()), e)),
-            }
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+        let p = entry.path();
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("remove {}", p.display()), e)),
         }
-        match std::fs::remove_dir(dir) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt < 10 => {}
-            Err(e) => return Err(Error::io(format!("remove {}", dir.display()), e)),
-        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("remove {}", dir.display()), e)),
     }
     match dir.parent() {
         Some(shard) => fsutil::sync_dir(shard),

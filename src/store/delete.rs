@@ -90,13 +90,19 @@ fn purge_bucket(shared: &Shared, id: &ObjectId, next_epoch: u64) -> Result<()> {
 /// At `Store::open`: finishes deletes a crash cut short, and purges the
 /// bucket history of deletes whose retention window has passed.
 pub(super) fn finish_deletes(shared: &Shared) -> Result<()> {
-    let now = shared.config.clock.now_ms();
-    let window = (shared.config.pitr.retention + GC_GRACE).as_millis() as u64;
-    for (id, t) in shared.catalog.unfinished_deletes()? {
+    // Without a bucket there is nothing to wait for.
+    let purge_by = match shared.shipper {
+        None => u64::MAX,
+        Some(_) => {
+            let window = (shared.config.pitr.retention + GC_GRACE).as_millis() as u64;
+            shared.config.clock.now_ms().saturating_sub(window)
+        }
+    };
+    for (id, t) in shared.catalog.unfinished_deletes(purge_by)? {
         if !t.local_gone {
             finish_local(shared, &id, &t)?;
         }
-        if !t.purged && (shared.shipper.is_none() || t.deleted_ms.saturating_add(window) <= now) {
+        if !t.purged && t.deleted_ms <= purge_by {
             if let Err(e) = purge_bucket(shared, &id, t.next_epoch) {
                 // Retried at the next open; storage, not data, is at stake.
                 tracing::warn!(object = %id, error = %e, "could not purge a deleted object's history");

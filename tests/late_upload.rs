@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use amber::pitr::{Bucket, KeyLayout};
 use amber::testing::{Faults, FaultyStore, Hook, Op, Request};
-use amber::{BucketConfig, Config, DurabilityLevel, Store, Tuning};
+use amber::{BucketConfig, Config, DurabilityLevel, PitrConfig, Store, Tuning};
 use object_store::memory::InMemory;
 use object_store::ObjectStoreExt;
 
@@ -68,6 +68,9 @@ fn a_late_upload_of_a_dropped_handle_does_not_move_the_ship_hint_back() {
         Config::new(data.path())
             .with_bucket(BucketConfig::Bucket(bucket))
             .with_durability(DurabilityLevel::Remote)
+            // The race is between two handles' own upload loops; the
+            // shared log ships both through one loop, in order.
+            .with_pitr(PitrConfig::default().with_shared_log(false))
             .with_tuning(Tuning {
                 // Checkpoint soon after B's commits are shipped, so the WAL
                 // restarts and only the bucket holds the older commits

@@ -272,10 +272,22 @@ fn restore_on_next_open_rewinds_starts_a_timeline_and_can_be_undone() {
 
 #[test]
 fn damaged_history_fails_loudly_naming_the_last_consistent_point() {
+    // In per-object segment files, and in the shared log's store segments.
+    damaged_history(false, "seg");
+    damaged_history(true, "sseg");
+}
+
+fn damaged_history(shared_log: bool, ext: &str) {
     let bdir = tempfile::tempdir().unwrap();
     let bucket = Bucket::open(&format!("file://{}", bdir.path().display())).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let store = open_store(data.path(), &bucket, None, DurabilityLevel::Remote);
+    let store = Store::open(
+        Config::new(data.path())
+            .with_bucket(BucketConfig::Bucket(bucket.clone()))
+            .with_durability(DurabilityLevel::Remote)
+            .with_pitr(amber::PitrConfig::default().with_shared_log(shared_log)),
+    )
+    .unwrap();
     let mut o = store.open_object("x").unwrap();
     let mut marks = Vec::new();
     for i in 0..12u64 {
@@ -287,7 +299,7 @@ fn damaged_history_fails_loudly_naming_the_last_consistent_point() {
     // Find the segment files, in key order, and damage the middle one.
     let mut segs: Vec<_> = walk(bdir.path())
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     segs.sort();
     assert!(

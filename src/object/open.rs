@@ -30,13 +30,13 @@ impl Object {
         // the new object starts at the tombstone's epoch, above every
         // journal record and bucket key of the deleted one.
         let row = shared.catalog.get(&id)?;
-        let tomb = match &row {
-            Some(_) => None,
-            None => shared.catalog.tombstone(&id)?,
-        };
-        if let Some(t) = &tomb {
+        let tomb = shared.catalog.tombstone(&id)?;
+        if let (None, Some(t)) = (&row, &tomb) {
             super::finish_local(&shared, &id, t)?;
         }
+        // Also when the row is there but the database is not (a kill
+        // between the two, below): a new database of a reused name never
+        // starts at an epoch the deleted one wrote.
         let first_epoch = tomb.map_or(0, |t| t.next_epoch);
         // The row goes in before the database exists, so that no crash
         // leaves an object the catalog does not list.

@@ -39,6 +39,16 @@ pub(crate) struct Shared {
     _background: Background,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Before the runtime goes: the shared log's last indexes and span
+        // ends are tracked tasks, which the runtime's drop waits for.
+        if let Some(sh) = &self.shipper {
+            sh.shutdown();
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(
         config: Config,

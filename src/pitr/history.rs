@@ -65,10 +65,27 @@ impl Manifest {
 /// A segment as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRef {
+    /// The file to read: the segment itself, a store segment, or an index.
     pub key: Path,
     pub first: u64,
     pub last: u64,
     pub size: u64,
+    pub source: SegmentSource,
+}
+
+/// Where a segment's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentSource {
+    /// A per-object segment file of its own (`segments/`, round 1's layout).
+    File,
+    /// One object's run inside a store segment, found by its table of
+    /// contents.
+    Packed { offset: u64, len: u64 },
+    /// An object index (`index/`): its runs in store segments, fetched with
+    /// one ranged GET each. Runs that end at or below `skip_through` (the
+    /// epoch's oldest snapshot when it was listed) are not fetched: nothing
+    /// needs them, and the store's log GC may already have deleted them.
+    Index { skip_through: Option<u64> },
 }
 
 /// A snapshot as listed.
@@ -159,6 +176,7 @@ pub(crate) async fn load_epoch(bucket: &Bucket, id: &ObjectId, epoch: u64) -> Re
                     first,
                     last,
                     size: meta.size,
+                    source: SegmentSource::File,
                 });
             }
         }
@@ -174,8 +192,11 @@ pub(crate) async fn load_epoch(bucket: &Bucket, id: &ObjectId, epoch: u64) -> Re
             }
         }
     }
-    out.segments.sort_by_key(|s| (s.first, s.last));
     out.snapshots.sort_by_key(|s| s.seq);
+    let base = out.snapshots.first().map(|s| s.seq);
+    out.segments
+        .extend(super::shared_log::load_shared(bucket, id, epoch, base).await?);
+    out.segments.sort_by_key(|s| (s.first, s.last));
     match bucket.store().get(&layout.manifest(id, epoch)).await {
         Ok(r) => {
             let bytes = r
@@ -245,7 +266,7 @@ pub async fn bookmark_for_time(bucket: &Bucket, history: &History, t_ms: u64) ->
     let (mut lo, mut hi) = (0usize, segs.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        let head = get_range(store, &segs[mid].key, 128, segs[mid].size).await?;
+        let head = super::shared_log::segment_head(bucket, &segs[mid], 128).await?;
         let h = read_segment_header(&head)?;
         if h.first_time_ms <= t_ms {
             lo = mid + 1;
@@ -255,15 +276,16 @@ pub async fn bookmark_for_time(bucket: &Bucket, history: &History, t_ms: u64) ->
     }
     if lo > 0 {
         let seg = &segs[lo - 1];
-        let bytes = super::restore::fetch(bucket, &seg.key).await?;
-        let mut r = SegmentReader::new(&bytes)?;
         let mut best = None;
-        while let Some(m) = r.skip_record() {
-            let m = m?;
-            if m.commit.commit_time_ms <= t_ms {
-                best = Some(m.commit.seq);
-            } else {
-                break;
+        'blobs: for bytes in super::shared_log::segment_blobs(bucket, &history.object, seg).await? {
+            let mut r = SegmentReader::new(&bytes)?;
+            while let Some(m) = r.skip_record() {
+                let m = m?;
+                if m.commit.commit_time_ms <= t_ms {
+                    best = Some(m.commit.seq);
+                } else {
+                    break 'blobs;
+                }
             }
         }
         if let Some(seq) = best {

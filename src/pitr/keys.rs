@@ -4,6 +4,9 @@
 //! <prefix>/objects/<object id, 64 hex>/epoch-<epoch, 16 hex>/manifest
 //! <prefix>/objects/<object id>/epoch-<epoch>/segments/<first seq, 16 hex>-<last seq, 16 hex>.seg
 //! <prefix>/objects/<object id>/epoch-<epoch>/snapshots/<seq, 16 hex>.snap
+//! <prefix>/objects/<object id>/epoch-<epoch>/index/<first>-<last>-<stream>-<from gen>-<through gen>.idx
+//! <prefix>/objects/<object id>/epoch-<epoch>/spans/<stream>-<gen>-<seq>.open | .end
+//! <prefix>/log/<stream, 32 hex>/<gen, 16 hex>.sseg   store segments (many objects)
 //! <prefix>/owners/<object id>          cluster mode: who owns the object
 //! <prefix>/hosts/<incarnation>         cluster mode: a host's lease
 //! ```
@@ -24,6 +27,7 @@ use std::str::FromStr;
 
 use object_store::path::Path;
 
+use super::format::store_log::StreamId;
 use crate::error::{Error, ErrorKind};
 use crate::id::ObjectId;
 
@@ -33,6 +37,14 @@ pub const OBJECTS_DIR: &str = "objects";
 pub const SEGMENTS_DIR: &str = "segments";
 /// Directory of an epoch that holds its snapshots.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Directory of an epoch that holds its indexes into store segments.
+pub const INDEX_DIR: &str = "index";
+/// Directory of an epoch that marks where it shipped into store segments.
+pub const SPANS_DIR: &str = "spans";
+/// Directory under the prefix that holds the store segments.
+pub const LOG_DIR: &str = "log";
+const STORE_SEGMENT_SUFFIX: &str = ".sseg";
+const INDEX_SUFFIX: &str = ".idx";
 /// File in an epoch's directory reserved for its owner (fencing).
 pub const MANIFEST_NAME: &str = "manifest";
 const EPOCH_PREFIX: &str = "epoch-";
@@ -50,6 +62,25 @@ pub enum KeyKind {
     Segment { first: u64, last: u64 },
     /// A snapshot of the state after commit `seq`.
     Snapshot { seq: u64 },
+    /// An index of commits `first..=last`, which sit in store segments
+    /// `from_gen..=through_gen` of `stream` (and nothing else of the epoch
+    /// does).
+    Index {
+        first: u64,
+        last: u64,
+        stream: StreamId,
+        from_gen: u64,
+        through_gen: u64,
+    },
+    /// A span of the epoch's shipping into `stream`: opened at store
+    /// segment `gen` with commit `seq` (`open`), or ended at `gen` after
+    /// commit `seq`.
+    Span {
+        stream: StreamId,
+        gen: u64,
+        seq: u64,
+        open: bool,
+    },
 }
 
 /// A key of the layout, parsed.
@@ -196,6 +227,79 @@ impl KeyLayout {
             .join(format!("{seq:016x}{SNAPSHOT_SUFFIX}"))
     }
 
+    /// Directory of the epoch's indexes into store segments.
+    pub fn index_dir(&self, id: &ObjectId, epoch: u64) -> Path {
+        self.epoch(id, epoch).join(INDEX_DIR)
+    }
+
+    /// Directory of the epoch's span markers.
+    pub fn spans_dir(&self, id: &ObjectId, epoch: u64) -> Path {
+        self.epoch(id, epoch).join(SPANS_DIR)
+    }
+
+    /// The key of an index (see [`KeyKind::Index`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn index(
+        &self,
+        id: &ObjectId,
+        epoch: u64,
+        first: u64,
+        last: u64,
+        stream: &StreamId,
+        from_gen: u64,
+        through_gen: u64,
+    ) -> Path {
+        self.index_dir(id, epoch).join(format!(
+            "{first:016x}-{last:016x}-{stream}-{from_gen:016x}-{through_gen:016x}{INDEX_SUFFIX}"
+        ))
+    }
+
+    /// The key of a span marker (see [`KeyKind::Span`]).
+    pub fn span(
+        &self,
+        id: &ObjectId,
+        epoch: u64,
+        stream: &StreamId,
+        gen: u64,
+        seq: u64,
+        open: bool,
+    ) -> Path {
+        let suffix = if open { "open" } else { "end" };
+        self.spans_dir(id, epoch)
+            .join(format!("{stream}-{gen:016x}-{seq:016x}.{suffix}"))
+    }
+
+    /// `<prefix>/log`: one directory per stream.
+    pub fn log(&self) -> Path {
+        self.prefix.clone().join(LOG_DIR)
+    }
+
+    /// Directory of one stream's store segments.
+    pub fn stream(&self, stream: &StreamId) -> Path {
+        self.log().join(stream.to_hex())
+    }
+
+    /// The key of store segment `gen` of `stream`.
+    pub fn store_segment(&self, stream: &StreamId, gen: u64) -> Path {
+        self.stream(stream)
+            .join(format!("{gen:016x}{STORE_SEGMENT_SUFFIX}"))
+    }
+
+    /// Parses a store segment's key into its stream and generation.
+    pub fn parse_store_segment(&self, key: &Path) -> Option<(StreamId, u64)> {
+        let rest: Vec<String> = key
+            .prefix_match(&self.prefix)?
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        match rest.as_slice() {
+            [log, stream, name] if log == LOG_DIR => Some((
+                StreamId::from_hex(stream)?,
+                parse_hex16(name.strip_suffix(STORE_SEGMENT_SUFFIX)?)?,
+            )),
+            _ => None,
+        }
+    }
+
     /// Parses a key (or an epoch directory) of this layout.
     pub fn parse(&self, key: &Path) -> Result<ParsedKey, KeyError> {
         let parts: Vec<String> = match key.prefix_match(&self.prefix) {
@@ -240,6 +344,53 @@ impl KeyLayout {
                     .and_then(parse_hex16)
                     .ok_or_else(|| foreign("bad snapshot name"))?;
                 KeyKind::Snapshot { seq }
+            }
+            [dir, name] if *dir == INDEX_DIR => {
+                let f: Vec<&str> = name
+                    .strip_suffix(INDEX_SUFFIX)
+                    .ok_or_else(|| foreign("bad index name"))?
+                    .split('-')
+                    .collect();
+                let bad = || foreign("bad index name");
+                let [first, last, stream, from_gen, through_gen] = f.as_slice() else {
+                    return Err(bad());
+                };
+                let (first, last) = (
+                    parse_hex16(first).ok_or_else(bad)?,
+                    parse_hex16(last).ok_or_else(bad)?,
+                );
+                let (from_gen, through_gen) = (
+                    parse_hex16(from_gen).ok_or_else(bad)?,
+                    parse_hex16(through_gen).ok_or_else(bad)?,
+                );
+                if first > last || from_gen > through_gen {
+                    return Err(KeyError::BadRange { first, last });
+                }
+                KeyKind::Index {
+                    first,
+                    last,
+                    stream: StreamId::from_hex(stream).ok_or_else(bad)?,
+                    from_gen,
+                    through_gen,
+                }
+            }
+            [dir, name] if *dir == SPANS_DIR => {
+                let bad = || foreign("bad span name");
+                let (stem, open) = match name.rsplit_once('.') {
+                    Some((stem, "open")) => (stem, true),
+                    Some((stem, "end")) => (stem, false),
+                    _ => return Err(bad()),
+                };
+                let f: Vec<&str> = stem.split('-').collect();
+                let [stream, gen, seq] = f.as_slice() else {
+                    return Err(bad());
+                };
+                KeyKind::Span {
+                    stream: StreamId::from_hex(stream).ok_or_else(bad)?,
+                    gen: parse_hex16(gen).ok_or_else(bad)?,
+                    seq: parse_hex16(seq).ok_or_else(bad)?,
+                    open,
+                }
             }
             _ => return Err(foreign("unknown file in an epoch directory")),
         };
@@ -437,6 +588,37 @@ mod tests {
             l.segment(&o, 1, 5, 4),
             Err(KeyError::BadRange { .. })
         ));
+        let st = StreamId([0xcd; 16]);
+        let ix = l.index(&o, 2, 5, 9, &st, 3, 4);
+        assert_eq!(
+            l.parse(&ix).unwrap().kind,
+            KeyKind::Index {
+                first: 5,
+                last: 9,
+                stream: st,
+                from_gen: 3,
+                through_gen: 4
+            }
+        );
+        for open in [true, false] {
+            let sp = l.span(&o, 2, &st, 7, 8, open);
+            assert_eq!(
+                l.parse(&sp).unwrap().kind,
+                KeyKind::Span {
+                    stream: st,
+                    gen: 7,
+                    seq: 8,
+                    open
+                }
+            );
+        }
+        let ss = l.store_segment(&st, 0x2a);
+        assert_eq!(
+            ss.as_ref(),
+            format!("tenant/a/log/{}/000000000000002a.sseg", st.to_hex())
+        );
+        assert_eq!(l.parse_store_segment(&ss), Some((st, 0x2a)));
+        assert_eq!(l.parse_store_segment(&seg), None);
     }
 
     #[test]

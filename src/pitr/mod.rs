@@ -17,16 +17,20 @@ pub mod gc;
 pub mod history;
 pub mod keys;
 pub mod restore;
+mod shared_log;
 pub mod verify;
 
 pub use bucket::{Bucket, BucketUrl, BucketUrlError, DirListing};
+pub use format::store_log;
 pub use format::{segment, snapshot};
 pub use format::{
     Checksum, DecodeError, DecodeLimits, EncodeError, FileKind, IoCause, Location, Problem,
     DEFAULT_LEVEL, MAX_PAGE_SIZE, MIN_PAGE_SIZE,
 };
-pub use gc::{gc_object, purge_object, GcReport};
-pub use history::{load_history, EpochHistory, History, Manifest, SegmentRef, SnapshotRef};
+pub use gc::{gc_object, gc_store_log, purge_object, GcReport};
+pub use history::{
+    load_history, EpochHistory, History, Manifest, SegmentRef, SegmentSource, SnapshotRef,
+};
 pub use keys::{Bookmark, BookmarkError, KeyError, KeyKind, KeyLayout, ParsedKey};
 pub use restore::{restore_to_file, RestoreOptions, RestoreProgress, RestoreReport, RestoreTarget};
 pub use segment::{

@@ -78,6 +78,20 @@ pub struct RestoreReport {
     pub records_applied: u64,
 }
 
+/// Decodes every record of a segment's blobs in order (see
+/// `shared_log::segment_blobs`), stopping at the first damage.
+fn decode_blobs(blobs: &[Vec<u8>], id: &ObjectId, epoch: u64) -> (Vec<Record>, Option<String>) {
+    let mut out = Vec::new();
+    for b in blobs {
+        let (recs, damage) = decode_all(b, id, epoch);
+        out.extend(recs);
+        if damage.is_some() {
+            return (out, damage);
+        }
+    }
+    (out, None)
+}
+
 /// Decodes every record of a segment, checking its origin and every CRC.
 /// Returns the records that decoded, and the damage that stopped it.
 fn decode_all(bytes: &[u8], id: &ObjectId, epoch: u64) -> (Vec<Record>, Option<String>) {
@@ -240,14 +254,17 @@ pub async fn restore_to_file(
     'segments: while next < segs.len() || !queue.is_empty() {
         while queue.len() < prefetch && next < segs.len() {
             let b = bucket.clone();
-            let key = segs[next].key.clone();
+            let seg = segs[next].clone();
             let (oid, epoch) = (*id, ep.epoch);
             queue.push_back(tokio::spawn(async move {
-                let bytes = fetch(&b, &key).await?;
-                let len = bytes.len() as u64;
-                let decoded = tokio::task::spawn_blocking(move || decode_all(&bytes, &oid, epoch))
-                    .await
-                    .map_err(|e| Error::new(ErrorKind::Io, format!("decode task failed: {e}")))?;
+                let blobs = super::shared_log::segment_blobs(&b, &oid, &seg).await?;
+                let len = blobs.iter().map(|b| b.len() as u64).sum();
+                let decoded =
+                    tokio::task::spawn_blocking(move || decode_blobs(&blobs, &oid, epoch))
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Io, format!("decode task failed: {e}"))
+                        })?;
                 Ok((len, decoded.0, decoded.1))
             }));
             next += 1;

@@ -86,10 +86,20 @@ pub async fn verify_object(bucket: &Bucket, id: &ObjectId) -> Result<VerifyRepor
         let mut applied = base;
         let mut ok_until = base;
         let mut broken = false;
+        let mut blobs = Vec::new();
         for seg in &ep.segments {
-            let bytes = fetch(bucket, &seg.key).await?;
+            match super::shared_log::segment_blobs(bucket, id, seg).await {
+                Ok(b) => blobs.extend(b.into_iter().map(|b| (seg, b))),
+                Err(e) if e.kind() == crate::error::ErrorKind::Corruption => {
+                    rep.problems.push(format!("{}: {e}", seg.key));
+                    broken = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for (seg, bytes) in &blobs {
             rep.bytes += bytes.len() as u64;
-            let mut r = match SegmentReader::new(&bytes) {
+            let mut r = match SegmentReader::new(bytes) {
                 Ok(r) => r,
                 Err(e) => {
                     rep.problems.push(format!("{}: {e}", seg.key));

@@ -58,6 +58,12 @@ impl ShipPlan {
     }
 }
 
+impl Drop for ObjectShip {
+    fn drop(&mut self) {
+        self.shipper.closed(&self.state);
+    }
+}
+
 impl ObjectShip {
     /// Works out what an object just opened at (`seq`, `time_ms`, `epoch`),
     /// whose WAL holds `commits`, must ship: the ones the bucket lacks, or
@@ -158,7 +164,14 @@ impl ObjectShip {
         time_ms: u64,
         fence: Option<Fence>,
     ) -> Result<ObjectShip> {
-        let state = ShipState::new(id, plan.inner, mark, plan.catalog, fence);
+        let shared = shipper.shares(fence.as_ref());
+        let epoch = plan.inner.epoch;
+        let state = ShipState::new(id, plan.inner, mark, plan.catalog, fence, shared);
+        if let (true, Some(log)) = (shared, &shipper.log) {
+            // Before `ship` exists: its drop (even on an error below)
+            // closes this.
+            log.open_handle(id, epoch);
+        }
         let mut ship = ObjectShip {
             state,
             shipper,

@@ -22,6 +22,15 @@ pub struct PitrConfig {
     pub retention: Duration,
     /// Least time between two snapshots of an object.
     pub snapshot_min_interval: Duration,
+    /// Ship all objects of the store through one shared log: one store
+    /// segment per PUT for every object with pending commits. Off, each
+    /// object ships its own segments (round 1's layout). Cluster mode
+    /// always ships per object.
+    pub shared_log: bool,
+    /// Shared log: least time between two indexes of a busy object (and
+    /// so at most one small PUT per object per interval). A closing object
+    /// writes its last index at once.
+    pub index_interval: Duration,
 }
 
 impl Default for PitrConfig {
@@ -34,6 +43,8 @@ impl Default for PitrConfig {
             retry_base: Duration::from_millis(50),
             retention: Duration::from_secs(30 * 24 * 3600),
             snapshot_min_interval: Duration::from_secs(60),
+            shared_log: true,
+            index_interval: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +79,16 @@ impl PitrConfig {
 
     pub fn with_snapshot_min_interval(mut self, d: Duration) -> Self {
         self.snapshot_min_interval = d;
+        self
+    }
+
+    pub fn with_shared_log(mut self, on: bool) -> Self {
+        self.shared_log = on;
+        self
+    }
+
+    pub fn with_index_interval(mut self, d: Duration) -> Self {
+        self.index_interval = d;
         self
     }
 }

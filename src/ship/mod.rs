@@ -17,6 +17,7 @@ mod capture;
 mod config;
 pub(crate) mod gate;
 mod queue;
+mod store_log;
 mod upload;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use tokio::sync::Semaphore;
 
 use crate::background::Spawner;
 use crate::clock::Clock;
+use crate::error::Result;
 use crate::pitr::{Bucket, Record};
 
 pub(crate) use capture::ObjectShip;
@@ -43,6 +45,8 @@ pub(crate) struct Shipper {
     sem: Arc<Semaphore>,
     pub(crate) cfg: PitrConfig,
     clock: Arc<dyn Clock>,
+    /// The shared log, unless `cfg.shared_log` is off.
+    log: Option<store_log::StoreLog>,
 }
 
 impl Shipper {
@@ -51,14 +55,24 @@ impl Shipper {
         bucket: Bucket,
         cfg: PitrConfig,
         clock: Arc<dyn Clock>,
-    ) -> Shipper {
-        Shipper {
+    ) -> Result<Shipper> {
+        let log = match cfg.shared_log {
+            true => Some(store_log::StoreLog::new()?),
+            false => None,
+        };
+        Ok(Shipper {
             spawner,
             bucket,
             sem: Arc::new(Semaphore::new(cfg.max_concurrent_uploads.max(1))),
             cfg,
             clock,
-        }
+            log,
+        })
+    }
+
+    /// Whether a handle with this fence ships through the shared log.
+    fn shares(&self, fence: Option<&crate::cluster::Fence>) -> bool {
+        self.log.is_some() && fence.is_none()
     }
 
     /// Runs `f(bucket)` on the store's runtime and waits for its answer.
@@ -72,6 +86,9 @@ impl Shipper {
 
     /// Queues a committed transaction.
     pub(crate) fn enqueue(self: &Arc<Self>, st: &Arc<ShipState>, record: Record) {
+        if let (true, Some(log)) = (st.shared, &self.log) {
+            return log.enqueue(self, st, record);
+        }
         if st.queue(|q| q.pending.push_back(record)) {
             self.spawn_upload(st.clone());
         }
@@ -79,8 +96,33 @@ impl Shipper {
 
     /// Queues a snapshot; it is uploaded before any record queued later.
     pub(crate) fn enqueue_snapshot(self: &Arc<Self>, st: &Arc<ShipState>, job: SnapshotJob) {
+        if let (true, Some(log)) = (st.shared, &self.log) {
+            return log.enqueue_snapshot(self, st, job);
+        }
         if st.queue(|q| q.snapshot = Some(job)) {
             self.spawn_upload(st.clone());
+        }
+    }
+
+    /// The handle that owns `st` is gone (its queued work still ships).
+    pub(crate) fn closed(self: &Arc<Self>, st: &Arc<ShipState>) {
+        if let (true, Some(log)) = (st.shared, &self.log) {
+            log.closed(self, st);
+        }
+    }
+
+    /// The store is closing: the shared log ends its spans (their last
+    /// indexes and `.end` markers are tracked, so the store waits for them).
+    pub(crate) fn shutdown(self: &Arc<Self>) {
+        if let Some(log) = &self.log {
+            log.shutdown(self);
+        }
+    }
+
+    /// Object `id` was deleted (see `StoreLog::deleted`).
+    pub(crate) fn deleted(self: &Arc<Self>, id: crate::id::ObjectId, purge: bool) {
+        if let Some(log) = &self.log {
+            log.deleted(self, id, purge);
         }
     }
 

@@ -32,6 +32,14 @@ pub(crate) struct ShipInner {
     pub(crate) log_bytes: u64,
     pub(crate) last_snapshot_ms: u64,
     pub(crate) failed: bool,
+    /// Shared log: claimed by the store's log loop (ready or in a batch).
+    pub(crate) in_log: bool,
+    /// Shared log: a snapshot of this object is being uploaded; its
+    /// records wait.
+    pub(crate) snapshot_busy: bool,
+    /// Shared log: the handle is gone; its span closes once drained.
+    pub(crate) closing: bool,
+    pub(crate) released: bool,
 }
 
 /// Per object: what is queued, what is shipped.
@@ -43,6 +51,9 @@ pub(crate) struct ShipState {
     catalog: Arc<Catalog>,
     /// Cluster mode: checked after each PUT, before acknowledging it.
     pub(super) fence: Option<Fence>,
+    /// Shipped through the store's shared log (`store_log.rs`), not by a
+    /// loop of its own.
+    pub(super) shared: bool,
 }
 
 impl ShipState {
@@ -52,6 +63,7 @@ impl ShipState {
         mark: Arc<Watermark>,
         catalog: Arc<Catalog>,
         fence: Option<Fence>,
+        shared: bool,
     ) -> Arc<ShipState> {
         Arc::new(ShipState {
             id,
@@ -59,6 +71,7 @@ impl ShipState {
             mark,
             catalog,
             fence,
+            shared,
         })
     }
 

@@ -73,8 +73,8 @@ pub(super) async fn upload_loop(shipper: Arc<Shipper>, st: Arc<ShipState>) {
     }
 }
 
-struct Uploader {
-    shipper: Arc<Shipper>,
+pub(super) struct Uploader {
+    pub(super) shipper: Arc<Shipper>,
 }
 
 impl Uploader {
@@ -105,7 +105,12 @@ impl Uploader {
         Ok(())
     }
 
-    async fn upload_snapshot(&self, st: &ShipState, epoch: u64, job: SnapshotJob) -> Result<()> {
+    pub(super) async fn upload_snapshot(
+        &self,
+        st: &ShipState,
+        epoch: u64,
+        job: SnapshotJob,
+    ) -> Result<()> {
         let seq = job.commit.seq;
         let time = job.commit.commit_time_ms;
         let bytes =

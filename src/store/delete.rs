@@ -70,6 +70,9 @@ impl Store {
         remove_local(&dir)?;
         drop(lock);
         cat.set_local_gone(&id)?;
+        if let Some(sh) = &shared.shipper {
+            sh.deleted(id, history == BucketHistory::Purge);
+        }
         if history == BucketHistory::Purge || shared.shipper.is_none() {
             purge_bucket(shared, &id, next_epoch)?;
         }

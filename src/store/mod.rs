@@ -76,14 +76,15 @@ impl Store {
             ));
         }
         let background = Background::start()?;
-        let shipper = bucket.map(|b| {
-            Arc::new(Shipper::new(
+        let shipper = match bucket {
+            Some(b) => Some(Arc::new(Shipper::new(
                 background.spawner(),
                 b,
                 config.pitr.clone(),
                 config.clock.clone(),
-            ))
-        });
+            )?)),
+            None => None,
+        };
         let key = match &shipper {
             Some(sh) => key::shared_key(&config.data_dir, sh)?,
             None => key::load_or_create_key(&config.data_dir)?,

@@ -14,6 +14,10 @@ use crate::error::{Error, ErrorKind};
 pub enum FileKind {
     Segment,
     Snapshot,
+    /// A store segment's header and table of contents (`*.sseg`).
+    StoreSegment,
+    /// An object's index of its records in store segments (`*.idx`).
+    Index,
 }
 
 /// Where in the file a [`DecodeError`] was found.
@@ -25,6 +29,8 @@ pub enum Location {
     Record(u32),
     /// Snapshot chunk number `n` (0-based).
     Chunk(u32),
+    /// Table-of-contents or index entry number `n` (0-based).
+    Entry(u32),
     /// The trailer (or the bytes where it should be).
     Trailer,
 }
@@ -143,11 +149,14 @@ impl fmt::Display for DecodeError {
         let file = match self.file {
             FileKind::Segment => "segment",
             FileKind::Snapshot => "snapshot",
+            FileKind::StoreSegment => "store segment",
+            FileKind::Index => "object index",
         };
         match self.location {
             Location::Header => write!(f, "{file} header: ")?,
             Location::Record(i) => write!(f, "{file} record {i}: ")?,
             Location::Chunk(i) => write!(f, "{file} chunk {i}: ")?,
+            Location::Entry(i) => write!(f, "{file} entry {i}: ")?,
             Location::Trailer => write!(f, "{file} trailer: ")?,
         }
         match &self.problem {

@@ -281,6 +281,7 @@ impl<'a> FrameReader<'a> {
         match self.kind {
             FileKind::Segment => Location::Record(self.index),
             FileKind::Snapshot => Location::Chunk(self.index),
+            FileKind::StoreSegment | FileKind::Index => Location::Entry(self.index),
         }
     }
 
@@ -373,6 +374,7 @@ impl<'a> FrameReader<'a> {
                 detail: match self.kind {
                     FileKind::Segment => "trailer record count differs from the header",
                     FileKind::Snapshot => "trailer chunk count differs from the header",
+                    FileKind::StoreSegment | FileKind::Index => "trailer count differs",
                 },
             })
         });

@@ -20,6 +20,7 @@ pub(crate) mod error;
 mod frame;
 pub mod segment;
 pub mod snapshot;
+pub mod store_log;
 
 pub use error::{Checksum, DecodeError, EncodeError, FileKind, IoCause, Location, Problem};
 

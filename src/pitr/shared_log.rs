@@ -31,6 +31,10 @@ use crate::id::ObjectId;
 /// Bytes fetched first from a store segment: the header and a table of
 /// about 56 entries; a longer table costs one more ranged GET.
 const TOC_PROBE: u64 = 4096;
+/// Tables of contents fetched at once when scanning a stream's tail: a
+/// busy store writes many store segments a minute, and a restore of a
+/// span no index covers yet reads the table of each.
+const TOC_FETCHES: usize = 16;
 /// Ranged GETs in flight for the runs of one index.
 const RUN_FETCHES: usize = 8;
 
@@ -196,9 +200,16 @@ async fn scan(
         }
     }
     keys.sort_by_key(|k| k.0);
+    let tocs: Vec<(Path, StoreToc)> =
+        futures_util::stream::iter(keys.into_iter().map(|(_, key)| async move {
+            let toc = read_toc(bucket, &key).await?;
+            Ok::<_, Error>((key, toc))
+        }))
+        .buffered(TOC_FETCHES)
+        .try_collect()
+        .await?;
     let mut out = Vec::new();
-    for (_, key) in keys {
-        let toc = read_toc(bucket, &key).await?;
+    for (key, toc) in tocs {
         for e in toc.entries {
             if e.object == *id && e.epoch == epoch {
                 out.push(SegmentRef {

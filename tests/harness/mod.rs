@@ -21,6 +21,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("segment_decode", decoders::segment),
     ("snapshot_decode", decoders::snapshot),
+    ("store_log_decode", decoders::store_log),
     ("restore_mutated", restore_mutated::run),
     ("kv_sql_ops", kv_sql_ops::run),
     ("authorizer", authorizer::run),

@@ -13,7 +13,7 @@ PORT=${MOTO_PORT:-9010}
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AMBER_BENCH_S3_URL="s3://amber-bench/sl?endpoint=http://127.0.0.1:$PORT&region=us-east-1&allow_http=true"
 cargo bench --bench shared_log --no-run >/dev/null 2>&1
-for layout in shared per-object; do
+for layout in ${LAYOUTS:-shared per-object}; do
   moto_server -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
   MOTO=$!
   python3 - "$PORT" <<'PY'

@@ -6,8 +6,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PitrConfig {
     /// How long a shipper waits for more commits before a PUT. Zero ships
-    /// as soon as the previous PUT of the object is done; commits that
-    /// arrive meanwhile join the next segment either way.
+    /// as soon as the previous PUT is done; commits that arrive meanwhile
+    /// join the next segment either way. With the shared log it is the
+    /// least time between the starts of two store-segment PUTs, so under
+    /// load a store makes at most one data PUT per window.
     pub flush_interval: Duration,
     /// A segment is cut once its pages reach this many bytes.
     pub max_segment_bytes: usize,

@@ -119,6 +119,21 @@ impl Shipper {
         }
     }
 
+    /// Before a read of `id`'s history from this process: its shared-log
+    /// runs not yet indexed get their index (one small PUT, none if all
+    /// are indexed). A failure only costs the read a scan.
+    pub(crate) fn index_now(self: &Arc<Self>, id: crate::id::ObjectId) {
+        if self.log.is_none() {
+            return;
+        }
+        let me = self.clone();
+        self.spawner.block_on(async move {
+            if let Some(log) = &me.log {
+                log.index_now(&me, id).await;
+            }
+        });
+    }
+
     /// Object `id` was deleted (see `StoreLog::deleted`).
     pub(crate) fn deleted(self: &Arc<Self>, id: crate::id::ObjectId, purge: bool) {
         if let Some(log) = &self.log {

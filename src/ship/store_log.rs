@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
 
@@ -49,6 +50,8 @@ struct LogInner {
     /// The loop is running.
     running: bool,
     next_gen: u64,
+    /// Generation of the newest batch that finished (landed or failed).
+    landed_gen: Option<u64>,
     spans: HashMap<(ObjectId, u64), Arc<Span>>,
     last_gc_ms: Option<u64>,
     /// The store is closing: spans end as soon as their handles are gone.
@@ -288,6 +291,24 @@ impl StoreLog {
         });
     }
 
+    /// Indexes `id`'s runs not yet indexed, now: a restore, history or
+    /// verify in this process then reads its own byte ranges instead of
+    /// the table of every store segment since the last index.
+    pub(super) async fn index_now(&self, sh: &Arc<Shipper>, id: ObjectId) {
+        let spans: Vec<(u64, Arc<Span>)> = self
+            .lock()
+            .spans
+            .iter()
+            .filter(|(k, _)| k.0 == id)
+            .map(|(k, s)| (k.1, s.clone()))
+            .collect();
+        for (epoch, span) in spans {
+            if !lock(&span.state).unindexed.is_empty() {
+                write_index(sh, id, epoch, &span, false).await;
+            }
+        }
+    }
+
     /// Object `id` was deleted. Its idle spans end now (with `purge`, they
     /// are dropped unwritten: the history they would index is going).
     pub(super) fn deleted(&self, sh: &Arc<Shipper>, id: ObjectId, purge: bool) {
@@ -393,10 +414,16 @@ async fn maybe_gc(sh: &Arc<Shipper>) {
 /// acknowledges them; until no object has anything pending.
 async fn run(sh: Arc<Shipper>) {
     let log = sh.log.as_ref().expect("shared shipping has a log");
-    if !sh.cfg.flush_interval.is_zero() {
-        sh.clock.sleep(sh.cfg.flush_interval).await;
-    }
+    // The flush window spaces the batches' starts, not only the first:
+    // under a steady load the loop never idles, and a window applied once
+    // would leave the PUT rate at one per round trip.
+    let flush = sh.cfg.flush_interval;
+    let mut wait = flush;
     loop {
+        if !wait.is_zero() {
+            sh.clock.sleep(wait).await;
+        }
+        let started = sh.clock.now_ms();
         let ready = {
             let mut l = log.lock();
             if l.ready.is_empty() {
@@ -416,11 +443,17 @@ async fn run(sh: Arc<Shipper>) {
         if batch.is_empty() {
             continue;
         }
-        ship_batch(&sh, log, &batch).await;
+        let gen = ship_batch(&sh, log, &batch).await;
+        {
+            let mut l = log.lock();
+            l.landed_gen = gen.max(l.landed_gen);
+        }
         for p in &batch {
             p.st.lock().in_log = false;
             log.settle(&sh, &p.st);
         }
+        let spent = Duration::from_millis(sh.clock.now_ms().saturating_sub(started));
+        wait = flush.saturating_sub(spent);
     }
 }
 
@@ -462,7 +495,7 @@ fn take_batch(
 
 /// Encodes, PUTs and acknowledges one batch; on failure every object in it
 /// is broken (its commits stay in its WAL, to ship on reopen).
-async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) {
+async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) -> Option<u64> {
     let gen = {
         let mut l = log.lock();
         let g = l.next_gen;
@@ -507,7 +540,7 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) {
         });
     }
     if parts.is_empty() {
-        return;
+        return Some(gen);
     }
     let now = sh.clock.now_ms();
     let (bytes, toc) = encode_store_segment(log.stream, gen, now, &parts);
@@ -526,7 +559,7 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) {
         for st in encoded {
             fail(st, &e);
         }
-        return;
+        return Some(gen);
     }
     for (st, e) in encoded.into_iter().zip(&toc.entries) {
         {
@@ -568,6 +601,7 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) {
             });
         }
     }
+    Some(gen)
 }
 
 /// PUTs an index of the span's runs not yet indexed; with `end`, then the
@@ -578,23 +612,34 @@ async fn write_index(sh: &Arc<Shipper>, id: ObjectId, epoch: u64, span: &Span, e
     let log = sh.log.as_ref().expect("shared shipping has a log");
     let _serial = span.puts.lock().await;
     let now = sh.clock.now_ms();
+    // Coverage runs to the newest batch that finished, not just to this
+    // object's last run: no batch at or below it can still add a run of
+    // this object (one batch is in flight at a time, and a run is pushed
+    // before its batch counts as finished), so a reader of a span that is
+    // still open scans only what came after the index, not every store
+    // segment since the object last wrote. Read before the span's lock
+    // (the log's lock comes first).
+    let landed = log.lock().landed_gen;
     let (ix, last) = {
         let mut s = lock(&span.state);
         s.index_busy = false;
         s.last_index_ms = now;
         let entries = std::mem::take(&mut s.unindexed);
         let from = s.next_from;
-        let ix = entries.last().map(|e| e.gen).map(|through| {
-            s.next_from = through + 1;
-            ObjectIndex {
-                object: id,
-                epoch,
-                stream: log.stream,
-                from_gen: from,
-                through_gen: through,
-                entries,
-            }
-        });
+        let ix = entries
+            .last()
+            .map(|e| e.gen.max(landed.unwrap_or(0)))
+            .map(|through| {
+                s.next_from = through + 1;
+                ObjectIndex {
+                    object: id,
+                    epoch,
+                    stream: log.stream,
+                    from_gen: from,
+                    through_gen: through,
+                    entries,
+                }
+            });
         (ix, s.last)
     };
     let layout = sh.bucket.layout();

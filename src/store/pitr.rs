@@ -28,6 +28,7 @@ impl Store {
     }
 
     pub fn history_by_id(&self, id: ObjectId) -> Result<History> {
+        self.index_now(id);
         self.shared
             .on_bucket(move |b| async move { load_history(&b, &id).await })
     }
@@ -36,6 +37,7 @@ impl Store {
     /// epoch), on the timeline that was live then.
     pub fn bookmark_for_time(&self, name: &str, t_ms: u64) -> Result<Bookmark> {
         let id = self.id_from_name(name)?;
+        self.index_now(id);
         restore::bookmark_for_time(&self.shared, id, t_ms)
     }
 
@@ -60,8 +62,17 @@ impl Store {
         opts: RestoreOptions,
     ) -> Result<RestoreReport> {
         let out: PathBuf = out.to_path_buf();
+        self.index_now(id);
         self.shared
             .on_bucket(move |b| async move { restore_to_file(&b, &id, &target, &out, &opts).await })
+    }
+
+    /// Shared log: index `id`'s recent runs first, so the read that follows
+    /// fetches its own byte ranges rather than scanning tables of contents.
+    fn index_now(&self, id: ObjectId) {
+        if let Some(sh) = &self.shared.shipper {
+            sh.index_now(id);
+        }
     }
 
     /// Deletes what no restore inside the retention window needs.
@@ -87,6 +98,7 @@ impl Store {
     }
 
     pub fn verify_by_id(&self, id: ObjectId) -> Result<VerifyReport> {
+        self.index_now(id);
         self.shared
             .on_bucket(move |b| async move { verify_object(&b, &id).await })
     }

@@ -70,6 +70,20 @@ impl Shipper {
         })
     }
 
+    /// A create-only PUT with retries (`upload::put_create`), holding one
+    /// of the store's upload permits.
+    async fn put_new(&self, key: object_store::path::Path, bytes: Vec<u8>) -> Result<()> {
+        let _permit = self.sem.acquire().await;
+        upload::put_create(
+            self.bucket.store().as_ref(),
+            &key,
+            bytes,
+            &self.cfg,
+            &*self.clock,
+        )
+        .await
+    }
+
     /// Whether a handle with this fence ships through the shared log.
     fn shares(&self, fence: Option<&crate::cluster::Fence>) -> bool {
         self.log.is_some() && fence.is_none()

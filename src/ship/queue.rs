@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::catalog::{Catalog, ShipHint};
 use crate::cluster::Fence;
 use crate::durability::Watermark;
+use crate::error::Error;
 use crate::id::ObjectId;
 use crate::pitr::{CommitInfo, Record};
 
@@ -89,6 +90,20 @@ impl ShipState {
         }
         inner.in_flight = true;
         true
+    }
+
+    /// Breaks the object's shipping: its pending tickets fail, and its
+    /// unshipped commits stay in the local WAL, to ship on reopen.
+    pub(super) fn fail(&self, e: &Error) {
+        {
+            let mut i = self.lock();
+            i.failed = true;
+            i.in_flight = false;
+        }
+        self.mark.fail(Error::new(
+            e.kind(),
+            format!("shipping to the bucket failed: {e}"),
+        ));
     }
 
     pub(super) fn write_hint(&self, st: &ShipInner) {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 
 use super::queue::{ShipInner, ShipState, SnapshotJob};
-use super::upload::{put_create, Uploader};
+use super::upload::Uploader;
 use super::Shipper;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
@@ -117,14 +117,6 @@ fn claim_snapshot(i: &mut ShipInner) -> bool {
 
 fn drained(i: &ShipInner) -> bool {
     !i.in_log && !i.snapshot_busy && i.pending.is_empty() && i.snapshot.is_none()
-}
-
-fn fail(st: &ShipState, e: &Error) {
-    st.lock().failed = true;
-    st.mark.fail(Error::new(
-        e.kind(),
-        format!("shipping to the bucket failed: {e}"),
-    ));
 }
 
 impl StoreLog {
@@ -370,7 +362,7 @@ fn spawn_snapshot(sh: &Arc<Shipper>, st: Arc<ShipState>) {
         while let Some((job, epoch)) = take_snapshot(&st) {
             let _permit = me.sem.acquire().await;
             if let Err(e) = up.upload_snapshot(&st, epoch, job).await {
-                fail(&st, &e);
+                st.fail(&e);
                 ok = false;
                 break;
             }
@@ -520,7 +512,7 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) -> Option
         let bytes = match bytes {
             Ok(b) => b,
             Err(e) => {
-                fail(&p.st, &e.into());
+                p.st.fail(&e.into());
                 continue;
             }
         };
@@ -546,18 +538,11 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) -> Option
     let (bytes, toc) = encode_store_segment(log.stream, gen, now, &parts);
     drop(parts);
     let key = layout.store_segment(&log.stream, gen);
-    let put = |key, bytes| {
-        let sh = sh.clone();
-        async move {
-            let _permit = sh.sem.acquire().await;
-            put_create(sh.bucket.store().as_ref(), &key, bytes, &sh.cfg, &*sh.clock).await
-        }
-    };
-    let mut puts = vec![put(key, bytes)];
-    puts.extend(opens.into_iter().map(|k| put(k, Vec::new())));
+    let mut puts = vec![sh.put_new(key, bytes)];
+    puts.extend(opens.into_iter().map(|k| sh.put_new(k, Vec::new())));
     if let Err(e) = try_join_all(puts).await {
         for st in encoded {
-            fail(st, &e);
+            st.fail(&e);
         }
         return Some(gen);
     }
@@ -643,10 +628,6 @@ async fn write_index(sh: &Arc<Shipper>, id: ObjectId, epoch: u64, span: &Span, e
         (ix, s.last)
     };
     let layout = sh.bucket.layout();
-    let put = |key, bytes| async move {
-        let _permit = sh.sem.acquire().await;
-        put_create(sh.bucket.store().as_ref(), &key, bytes, &sh.cfg, &*sh.clock).await
-    };
     if let Some(ix) = ix {
         let (first, last) = (ix.first_seq().unwrap_or(0), ix.last_seq().unwrap_or(0));
         let key = layout.index(
@@ -658,14 +639,14 @@ async fn write_index(sh: &Arc<Shipper>, id: ObjectId, epoch: u64, span: &Span, e
             ix.from_gen,
             ix.through_gen,
         );
-        if let Err(e) = put(key, encode_index(&ix)).await {
+        if let Err(e) = sh.put_new(key, encode_index(&ix)).await {
             tracing::warn!(object = %id, error = %e, "could not write an object index");
             return;
         }
     }
     if let (true, Some((gen, seq))) = (end, last) {
         let key = layout.span(&id, epoch, &log.stream, gen, seq, false);
-        if let Err(e) = put(key, Vec::new()).await {
+        if let Err(e) = sh.put_new(key, Vec::new()).await {
             tracing::warn!(object = %id, error = %e, "could not close a span of the log");
         }
     }

@@ -59,14 +59,7 @@ pub(super) async fn upload_loop(shipper: Arc<Shipper>, st: Arc<ShipState>) {
                 Job::Segment(records, epoch) => up.upload_segment(&st, epoch, records).await,
             };
             if let Err(e) = result {
-                let mut inner = st.lock();
-                inner.failed = true;
-                inner.in_flight = false;
-                drop(inner);
-                st.mark.fail(Error::new(
-                    e.kind(),
-                    format!("shipping to the bucket failed: {e}"),
-                ));
+                st.fail(&e);
                 return;
             }
         }

@@ -229,6 +229,109 @@ fn each_group_commit_costs_one_put_and_one_get() {
     assert_eq!(d.list - before.list, 0, "{before:?} -> {d:?}");
 }
 
+/// The shared log in cluster mode: a store segment holding many objects'
+/// commits is acknowledged after one fence-record read, however many
+/// objects it holds (docs/scale-out.md, the cost model).
+#[test]
+fn a_shared_segment_costs_one_fence_read_however_many_objects_it_holds() {
+    let (bucket, counted) = shared_bucket();
+    let a = host_with_ttl(&bucket, "a", Duration::from_secs(600));
+    let mut objs: Vec<Object> = (0..40)
+        .map(|i| a.store.open_object(&format!("room-{i}")).unwrap())
+        .collect();
+    // Each object's first commit opens its span (an `.open` marker).
+    for o in &mut objs {
+        put(o, "warm", "up").unwrap();
+    }
+    // A bucket round trip of some milliseconds, as over a network, so
+    // that commits arrive while a PUT is in flight.
+    counted.set_faults(Faults {
+        delay: 1000,
+        max_delay: Duration::from_millis(20),
+        ..Faults::none()
+    });
+    let before = counted.counts();
+    let rounds = 5;
+    for r in 0..rounds {
+        let tickets: Vec<_> = objs
+            .iter_mut()
+            .map(|o| {
+                o.put(&format!("k{r}"), b"v").unwrap();
+                o.end_turn().unwrap()
+            })
+            .collect();
+        for t in tickets {
+            t.wait_timeout(Duration::from_secs(20)).unwrap();
+        }
+    }
+    let d = counted.counts();
+    let (puts, gets) = (d.put - before.put, d.get - before.get);
+    let commits = 40 * rounds;
+    // One PUT in flight: a round's 40 commits share a few segments.
+    assert!(puts * 4 <= commits, "{puts} PUTs for {commits} commits");
+    assert_eq!(
+        gets, puts,
+        "one fence read per store segment: {before:?} -> {d:?}"
+    );
+    assert_eq!(d.list - before.list, 0, "{before:?} -> {d:?}");
+    for (i, o) in objs.iter_mut().enumerate() {
+        assert_eq!(
+            get(o, &format!("k{}", rounds - 1)).as_deref(),
+            Some("v"),
+            "room-{i}"
+        );
+        assert_owner(&a, o);
+    }
+}
+
+/// A takeover marks the old incarnation's fence record before it changes
+/// the ownership record; the old owner, whose clock still says its lease
+/// is live, reads the mark after its next PUT, acknowledges nothing, and
+/// ends the incarnation, so its other objects stop acknowledging too.
+#[test]
+fn a_takeover_fences_every_object_of_the_old_incarnation() {
+    let (bucket, _) = shared_bucket();
+    let a = host(&bucket, "a");
+    let b = host(&bucket, "b");
+    let mut taken = a.store.open_object("taken").unwrap();
+    let mut other = a.store.open_object("other").unwrap();
+    put(&mut taken, "k", "1").unwrap();
+    put(&mut other, "k", "1").unwrap();
+    let old_inc = a.store.cluster().unwrap().incarnation();
+    // Only b's clock moves: a still believes in its lease.
+    b.clock.advance(TTL.as_millis() as u64 * 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut on_b = loop {
+        match b.store.open_object("taken") {
+            Ok(o) => break o,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::NotOwner | ErrorKind::Fenced),
+                    "{e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("b never took the object: {e}"),
+        }
+    };
+    assert_eq!(get(&mut on_b, "k").as_deref(), Some("1"));
+    let mark = b.store.cluster().unwrap().fence_of(&old_inc).unwrap();
+    let mark = mark.expect("the takeover left a fence record");
+    assert_eq!(mark.host, old_inc);
+    assert_eq!(mark.by, b.store.cluster().unwrap().incarnation());
+    // a's next commit to the object it lost is not acknowledged...
+    let e = put(&mut taken, "k", "stale").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Fenced, "{e}");
+    // ...and neither is one to an object nobody took: the incarnation ended.
+    let e = put(&mut other, "k", "2").unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Fenced | ErrorKind::Broken),
+        "{e}"
+    );
+    assert_ne!(a.store.cluster().unwrap().incarnation(), old_inc);
+    assert_eq!(get(&mut on_b, "k").as_deref(), Some("1"));
+}
+
 /// Every PUT lands but its answer is lost: the claim is settled by reading
 /// the record back and finding our claim id, and the object opens.
 #[test]

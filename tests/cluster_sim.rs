@@ -15,16 +15,21 @@
 //! - *pause*: the holder's renewals stop (`set_renewals_paused`), same;
 //! - *skew*: only the taker's clock jumps past the TTL, so the old owner
 //!   still believes in its lease and its handle stays usable: only the
-//!   ownership-record check after each PUT stands between its late commits
-//!   and an acknowledgement (often on a slow link, so PUTs and record reads
-//!   interleave with the claim);
-//! - *race*: a skew where the old owner's next segment PUT, or its record
-//!   read after the PUT, is held at its gate until the takeover is done;
+//!   fence check after each PUT (a read of its incarnation's fence record,
+//!   which the taker creates before it changes the ownership record)
+//!   stands between its late commits and an acknowledgement (often on a
+//!   slow link, so PUTs and fence reads interleave with the claim);
+//! - *race*: a skew where the old owner's next segment PUT (a store
+//!   segment, or a per-object one), or its fence read after the PUT, is
+//!   held at its gate until the takeover is done;
 //! - *race on the claim*: a skew where the taker's conditional PUT of the
 //!   record is held while the old owner commits and is acknowledged;
 //! - *stampede*: both hosts drop their handles and open at once;
 //! - *restart*: a host's store is dropped and reopened on the same data
 //!   directory (gracefully, or like a crash: no leave, uploads abandoned).
+//!
+//! One seed in four ships per object (round 1's layout), the others
+//! through the shared log; the fence rule is the same for both.
 //!
 //! Other steps: turns of 1 to 3 KV writes plus an overwrite of a "hot" key
 //! with a few KB of incompressible bytes (so snapshots are taken mid-epoch),
@@ -121,7 +126,7 @@ fn two_writers_fence_each_other_under_faults() {
     assert!(total.fenced > 0, "nothing was fenced: {total:?}");
     assert!(
         total.stale_fenced_by_record > 0 && total.record_fenced > 0,
-        "no stale commit reached the record check: {total:?}"
+        "no stale commit reached the fence check: {total:?}"
     );
     assert!(total.races_held > 0, "no race held a request: {total:?}");
     assert!(total.faults > 0, "no fault was injected: {total:?}");

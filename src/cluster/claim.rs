@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use std::sync::Arc;
 
-use super::record::OwnerRecord;
+use super::record::{FenceRecord, OwnerRecord};
 use super::{random_u64, read_lease_at, Cluster};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -80,11 +80,21 @@ impl Fence {
     }
 
     /// The acknowledgement rule: called after a PUT has landed, before the
-    /// commits in it are acknowledged. The record must still name this
-    /// incarnation and epoch. A takeover changes the record before it lists
-    /// our epoch, so whatever we PUT before reading an unchanged record is
-    /// seen by the next owner. One read covers every commit of the PUT.
+    /// commits in it are acknowledged. One read covers every commit of the
+    /// PUT, of every object of this incarnation in it (see
+    /// [`Fence::confirm_incarnation`] and [`Fence::confirm_owned`]).
     pub(crate) async fn confirm(&self) -> Result<()> {
+        self.confirm_incarnation().await?;
+        self.confirm_owned()
+    }
+
+    /// The bucket half of the rule, the same for every object of one
+    /// incarnation: the incarnation's fence record must not exist. A
+    /// takeover creates it before it changes an ownership record naming
+    /// us, and lists the object's history only after that, so whatever we
+    /// PUT before reading no record is seen by the next owner. Finding the
+    /// record ends the incarnation (`Cluster::fenced_by_peer`).
+    pub(crate) async fn confirm_incarnation(&self) -> Result<()> {
         if !self.usable() {
             return Err(self.error());
         }
@@ -92,33 +102,86 @@ impl Fence {
             return Err(self.error());
         };
         let bucket = &cluster.bucket;
+        let key = bucket.layout().fence(&self.incarnation);
         let tried = Backoff::BUCKET
             .run(&*cluster.clock, |_| async {
-                match read_owner(bucket, &self.id).await {
-                    Ok(Some((rec, _))) => {
-                        if rec.host == self.incarnation && rec.epoch == self.epoch && self.usable()
-                        {
-                            return Ok(Step::Done(()));
-                        }
-                        Err(Error::new(
-                            ErrorKind::Fenced,
-                            format!(
-                                "object {} now belongs to {} in epoch {}; this host ({}, epoch \
-                                 {}) acknowledges nothing more",
-                                self.id, rec.host, rec.epoch, self.incarnation, self.epoch
-                            ),
-                        ))
-                    }
-                    Ok(None) => Err(Error::new(
-                        ErrorKind::Fenced,
-                        format!("object {}'s ownership record is gone", self.id),
-                    )),
-                    Err(e) => Ok(Step::Retry(e)),
+                match bucket.store().head(&key).await {
+                    Ok(_) => Ok(Step::Done(true)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Step::Done(false)),
+                    Err(e) => Ok(Step::Retry(store_error("reading a fence record", e))),
                 }
             })
             .await?;
-        tried
+        match tried {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                cluster.fenced_by_peer(&self.incarnation);
+                Err(Error::new(
+                    ErrorKind::Fenced,
+                    format!(
+                        "object {}: this host's incarnation {} has a fence record (another \
+                         host took over one of its objects); nothing after that was acknowledged",
+                        self.id, self.incarnation
+                    ),
+                ))
+            }
+            Err(e) => Err(e),
+        }
     }
+
+    /// The local half, per object, checked after the bucket half: this
+    /// incarnation still holds the object in this epoch. A claim by this
+    /// same incarnation (a point-in-time restore) drops the entry before
+    /// it changes the record, and no other host changes a record naming us
+    /// without the fence record the bucket half reads.
+    pub(crate) fn confirm_owned(&self) -> Result<()> {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return Err(self.error());
+        };
+        let st = cluster.lock();
+        let ours = st.incarnation == self.incarnation
+            && st.generation == self.generation
+            && st.owned.get(&self.id) == Some(&self.epoch);
+        drop(st);
+        if ours && self.usable() {
+            Ok(())
+        } else {
+            Err(self.error())
+        }
+    }
+
+    /// Groups fences that share an incarnation, so a batch makes one read
+    /// per incarnation (`confirm_incarnation`).
+    pub(crate) fn same_incarnation(&self, other: &Fence) -> bool {
+        self.incarnation == other.incarnation && self.generation == other.generation
+    }
+}
+
+/// Marks incarnation `victim` fenced (create-only; an existing mark is as
+/// good). Must land before any ownership record naming `victim` changes.
+async fn mark_fenced(bucket: &Bucket, clock: &dyn Clock, victim: &str, by: &str) -> Result<()> {
+    let key = bucket.layout().fence(victim);
+    let body = PutPayload::from(
+        FenceRecord {
+            host: victim.to_string(),
+            by: by.to_string(),
+            at_ms: clock.now_ms(),
+        }
+        .to_json(),
+    );
+    let tried = Backoff::BUCKET
+        .run(clock, |_| async {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            match bucket.store().put_opts(&key, body.clone(), opts).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(Step::Done(())),
+                Err(e) => Ok(Step::Retry(store_error("marking an incarnation fenced", e))),
+            }
+        })
+        .await?;
+    tried
 }
 
 /// Reads the ownership record and its version.
@@ -310,6 +373,19 @@ impl Cluster {
                 None => (0, PutMode::Create),
             };
             let (prev_epoch, mode) = mode;
+            match &current {
+                // Taking it from another incarnation: fence that one first,
+                // so that nothing it PUTs after our listing is acknowledged.
+                Some((rec, _)) if rec.host != inc => {
+                    mark_fenced(&bucket, &*self.clock, &rec.host, &inc).await?;
+                }
+                // Our own record, in a new epoch (a restore): the handle of
+                // the old epoch must stop acknowledging before it changes.
+                Some(_) => {
+                    self.lock().owned.remove(&id);
+                }
+                None => {}
+            }
             let epoch = prev_epoch.max(max_epoch(&bucket, &id).await?) + 1;
             let rec = OwnerRecord {
                 host: inc.clone(),

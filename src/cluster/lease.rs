@@ -75,6 +75,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// Ends the current incarnation: a new id and generation, nothing
+    /// owned. Objects opened under the old generation stop acknowledging;
+    /// the renewer registers the new incarnation on its next tick.
+    fn fence_self(&self, st: &mut super::HostState, why: &str) {
+        let old = std::mem::take(&mut st.incarnation);
+        match new_incarnation(&self.cfg.host) {
+            Ok(inc) => st.incarnation = inc,
+            Err(_) => st.incarnation = format!("{old}x"),
+        }
+        st.generation += 1;
+        st.last_ok_ms = None;
+        st.owned.clear();
+        st.routes.clear();
+        self.publish(st);
+        tracing::warn!(
+            old = %old,
+            new = %st.incarnation,
+            "{why}: this host fenced itself and rejoins under a new incarnation"
+        );
+    }
+
+    /// Another host marked incarnation `inc` fenced (it took one of its
+    /// objects): if that is still this host's incarnation, end it, so that
+    /// none of its objects acknowledges again.
+    pub(crate) fn fenced_by_peer(&self, inc: &str) {
+        let mut st = self.lock();
+        if st.incarnation == inc && !st.stopped {
+            self.fence_self(&mut st, "another host took an object of this incarnation");
+        }
+    }
+
     /// One renewer step: fence if the lease ran out, then renew.
     async fn tick(&self) {
         let lapsed = {
@@ -84,21 +115,7 @@ impl Cluster {
             }
             let lapsed = st.last_ok_ms.is_some() && !self.valid(&st);
             if lapsed {
-                let old = std::mem::take(&mut st.incarnation);
-                match new_incarnation(&self.cfg.host) {
-                    Ok(inc) => st.incarnation = inc,
-                    Err(_) => st.incarnation = format!("{old}x"),
-                }
-                st.generation += 1;
-                st.last_ok_ms = None;
-                st.owned.clear();
-                st.routes.clear();
-                self.publish(&st);
-                tracing::warn!(
-                    old = %old,
-                    new = %st.incarnation,
-                    "lease lapsed: this host fenced itself and rejoins under a new incarnation"
-                );
+                self.fence_self(&mut st, "lease lapsed");
             }
             lapsed
         };

@@ -29,7 +29,7 @@ use crate::pitr::Bucket;
 
 pub(crate) use claim::{Activation, Fence};
 pub use config::ClusterConfig;
-pub use record::{LeaseRecord, OwnerRecord};
+pub use record::{FenceRecord, LeaseRecord, OwnerRecord};
 
 /// This host's membership of a cluster. One per `Store` in cluster mode.
 pub struct Cluster {
@@ -219,6 +219,25 @@ impl Cluster {
         let bucket = self.bucket.clone();
         self.spawner
             .block_on(async move { Ok(claim::read_owner(&bucket, &id).await?.map(|(r, _)| r)) })
+    }
+
+    /// The fence record of incarnation `inc`, if another host fenced it.
+    pub fn fence_of(&self, inc: &str) -> Result<Option<FenceRecord>> {
+        let key = self.bucket.layout().fence(inc);
+        let bucket = self.bucket.clone();
+        self.spawner.block_on(async move {
+            match bucket.store().get(&key).await {
+                Ok(r) => {
+                    let bytes = r
+                        .bytes()
+                        .await
+                        .map_err(|e| store_error("reading a fence record", e))?;
+                    Ok(Some(FenceRecord::from_json(&bytes)?))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(store_error("reading a fence record", e)),
+            }
+        })
     }
 
     /// Forgets cached routes to `addr` (forwarding to it failed).

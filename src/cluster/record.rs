@@ -1,5 +1,5 @@
-//! The two records cluster mode keeps in the bucket, as small JSON bodies:
-//! an object's ownership record and a host's lease.
+//! The records cluster mode keeps in the bucket, as small JSON bodies: an
+//! object's ownership record, a host's lease, and an incarnation's fence.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,20 @@ impl LeaseRecord {
     }
 }
 
+/// `<prefix>/fences/<incarnation>`: the incarnation lost an object to a
+/// takeover, so it must acknowledge nothing more. Created (create-only) by
+/// the taker before it changes any ownership record naming the
+/// incarnation; the incarnation reads it once after each PUT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceRecord {
+    /// The incarnation fenced.
+    pub host: String,
+    /// The incarnation that took an object from it (informational).
+    pub by: String,
+    /// Wall time of the fencing, ms since the Unix epoch (informational).
+    pub at_ms: u64,
+}
+
 fn bad(what: &str, e: serde_json::Error) -> Error {
     Error::context(
         ErrorKind::Corruption,
@@ -71,6 +85,16 @@ impl LeaseRecord {
     }
 }
 
+impl FenceRecord {
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a record of strings and integers serializes")
+    }
+
+    pub(crate) fn from_json(bytes: &[u8]) -> Result<FenceRecord> {
+        serde_json::from_slice(bytes).map_err(|e| bad("a fence record", e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +116,12 @@ mod tests {
             ttl_ms: 500,
         };
         assert_eq!(LeaseRecord::from_json(&l.to_json()).unwrap(), l);
+        let f = FenceRecord {
+            host: "h1-0011aabb".into(),
+            by: "h2-22334455".into(),
+            at_ms: 5,
+        };
+        assert_eq!(FenceRecord::from_json(&f.to_json()).unwrap(), f);
         assert!(l.live_at(1499));
         assert!(!l.live_at(1500));
         // The bytes earlier versions wrote still parse.
@@ -105,6 +135,8 @@ mod tests {
             let e = OwnerRecord::from_json(body).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corruption);
             let e = LeaseRecord::from_json(body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corruption);
+            let e = FenceRecord::from_json(body).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corruption);
         }
     }

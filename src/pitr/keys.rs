@@ -9,6 +9,7 @@
 //! <prefix>/log/<stream, 32 hex>/<gen, 16 hex>.sseg   store segments (many objects)
 //! <prefix>/owners/<object id>          cluster mode: who owns the object
 //! <prefix>/hosts/<incarnation>         cluster mode: a host's lease
+//! <prefix>/fences/<incarnation>        cluster mode: the incarnation lost an object
 //! ```
 //!
 //! Every number is fixed-width lowercase hex, so the lexical order of keys
@@ -174,6 +175,13 @@ impl KeyLayout {
     /// Cluster mode: the lease record of host incarnation `incarnation`.
     pub fn host(&self, incarnation: &str) -> Path {
         self.hosts().join(incarnation)
+    }
+
+    /// Cluster mode: `<prefix>/fences/<incarnation>`, created by the first
+    /// host that takes an object away from that incarnation. Never deleted:
+    /// its absence is what lets the incarnation acknowledge.
+    pub fn fence(&self, incarnation: &str) -> Path {
+        self.prefix.clone().join("fences").join(incarnation)
     }
 
     pub fn objects(&self) -> Path {

@@ -164,7 +164,7 @@ impl ObjectShip {
         time_ms: u64,
         fence: Option<Fence>,
     ) -> Result<ObjectShip> {
-        let shared = shipper.shares(fence.as_ref());
+        let shared = shipper.shares();
         let epoch = plan.inner.epoch;
         let state = ShipState::new(id, plan.inner, mark, plan.catalog, fence, shared);
         if let (true, Some(log)) = (shared, &shipper.log) {

@@ -84,9 +84,10 @@ impl Shipper {
         .await
     }
 
-    /// Whether a handle with this fence ships through the shared log.
-    fn shares(&self, fence: Option<&crate::cluster::Fence>) -> bool {
-        self.log.is_some() && fence.is_none()
+    /// Whether handles ship through the shared log (in cluster mode too:
+    /// its fence is checked once per incarnation per store segment).
+    fn shares(&self) -> bool {
+        self.log.is_some()
     }
 
     /// Runs `f(bucket)` on the store's runtime and waits for its answer.

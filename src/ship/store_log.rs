@@ -16,8 +16,10 @@
 //!
 //! Snapshots stay per object (`upload.rs`); an object's records wait while
 //! its snapshot is in flight, so its remote watermark never passes a
-//! snapshot that has not landed. Cluster mode ships per object, because
-//! its fence is checked per PUT (docs/scale-out.md).
+//! snapshot that has not landed. In cluster mode a batch is acknowledged
+//! only after its fence check: one read of the fence record per host
+//! incarnation in the batch, however many objects it holds, then a local
+//! check per object (docs/scale-out.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -546,7 +548,12 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) -> Option
         }
         return Some(gen);
     }
-    for (st, e) in encoded.into_iter().zip(&toc.entries) {
+    let fenced = confirm_fences(&encoded).await;
+    for ((st, e), fenced) in encoded.into_iter().zip(&toc.entries).zip(fenced) {
+        if let Err(err) = fenced {
+            st.fail(&err);
+            continue;
+        }
         {
             let mut i = st.lock();
             i.shipped = i.shipped.max(e.last);
@@ -587,6 +594,37 @@ async fn ship_batch(sh: &Arc<Shipper>, log: &StoreLog, batch: &[Part]) -> Option
         }
     }
     Some(gen)
+}
+
+/// Cluster mode's acknowledgement rule for a landed batch, per part: one
+/// fence-record read per incarnation (every part of it shares the answer),
+/// then each object's local check. Parts without a fence pass.
+async fn confirm_fences(parts: &[&Arc<ShipState>]) -> Vec<Result<()>> {
+    let mut groups: Vec<(&crate::cluster::Fence, Option<Result<()>>)> = Vec::new();
+    for st in parts {
+        if let Some(f) = &st.fence {
+            if !groups.iter().any(|(g, _)| g.same_incarnation(f)) {
+                groups.push((f, None));
+            }
+        }
+    }
+    for (f, res) in &mut groups {
+        *res = Some(f.confirm_incarnation().await);
+    }
+    parts
+        .iter()
+        .map(|st| {
+            let Some(f) = &st.fence else { return Ok(()) };
+            let (_, res) = groups
+                .iter()
+                .find(|(g, _)| g.same_incarnation(f))
+                .expect("every fence has its group");
+            match res.as_ref().expect("every group was checked") {
+                Ok(()) => f.confirm_owned(),
+                Err(e) => Err(e.clone()),
+            }
+        })
+        .collect()
 }
 
 /// PUTs an index of the span's runs not yet indexed; with `end`, then the

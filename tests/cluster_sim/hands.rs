@@ -125,10 +125,10 @@ impl Sim {
         }
         self.stats.races += 1;
         self.jump_taker_clock(holder);
-        let (op, pattern) = if self.rng.chance(500) {
-            (Op::Put, "/segments/")
-        } else {
-            (Op::Get, "/owners/")
+        let (op, pattern) = match (self.rng.chance(500), self.hosts[holder].shared_log) {
+            (true, true) => (Op::Put, "/log/"),
+            (true, false) => (Op::Put, "/segments/"),
+            (false, _) => (Op::Get, "/fences/"),
         };
         self.note(format!(
             "race: {}'s link holds {op:?}s of {pattern} across the takeover",
@@ -308,6 +308,7 @@ impl Sim {
                 host.dir.path(),
                 &host.clock,
                 host.retention,
+                host.shared_log,
             ) {
                 Ok(st) => {
                     self.hosts[h].store = Some(st);

@@ -26,6 +26,9 @@ pub struct Host {
     pub paused: bool,
     pub bucket: Bucket,
     pub retention: Duration,
+    /// Ships through the store's shared log (else round 1's per-object
+    /// segments); the fence rule is the same for both.
+    pub shared_log: bool,
     pub dir: tempfile::TempDir,
 }
 
@@ -44,9 +47,18 @@ pub fn open_host(name: &'static str, bucket: &Bucket) -> Host {
 }
 
 pub fn open_host_with(name: &'static str, bucket: &Bucket, retention: Duration) -> Host {
+    open_host_layout(name, bucket, retention, true)
+}
+
+pub fn open_host_layout(
+    name: &'static str,
+    bucket: &Bucket,
+    retention: Duration,
+    shared_log: bool,
+) -> Host {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let store = start_store(name, bucket, dir.path(), &clock, retention)
+    let store = start_store(name, bucket, dir.path(), &clock, retention, shared_log)
         .unwrap_or_else(|e| panic!("open store {name}: {e}"));
     Host {
         name,
@@ -56,6 +68,7 @@ pub fn open_host_with(name: &'static str, bucket: &Bucket, retention: Duration) 
         paused: false,
         bucket: bucket.clone(),
         retention,
+        shared_log,
         dir,
     }
 }
@@ -66,6 +79,7 @@ pub fn start_store(
     dir: &std::path::Path,
     clock: &Arc<ManualClock>,
     retention: Duration,
+    shared_log: bool,
 ) -> amber::Result<Store> {
     let mut cc = ClusterConfig::new(name, format!("{name}.sim:1"));
     cc.lease_ttl = Duration::from_millis(TTL_MS);
@@ -78,6 +92,7 @@ pub fn start_store(
     cfg.pitr.retry_base = Duration::from_millis(2);
     cfg.pitr.snapshot_min_interval = Duration::ZERO;
     cfg.pitr.retention = retention;
+    cfg.pitr.shared_log = shared_log;
     cfg.sync_threads = 1;
     Store::open(cfg)
 }

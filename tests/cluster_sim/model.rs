@@ -115,10 +115,10 @@ pub struct Stats {
     /// Turns refused or failed with `Fenced`.
     pub fenced: u64,
     /// Stale turns committed while the old owner still believed in its
-    /// lease: only the record check after the PUT could refuse them.
+    /// lease: only the fence check after the PUT could refuse them.
     pub stale_commits: u64,
     pub stale_fenced_by_record: u64,
-    /// Turns whose acknowledgement the record check refused (committed
+    /// Turns whose acknowledgement the fence check refused (committed
     /// before or after the takeover).
     pub record_fenced: u64,
     pub cuts: u64,
@@ -176,7 +176,7 @@ impl Stats {
 impl Stats {
     pub fn line(&self) -> String {
         format!(
-            "turns {:>3} (acked {:>3}, fenced {:>3} [{:>2} by the record check], stale {:>2}, \
+            "turns {:>3} (acked {:>3}, fenced {:>3} [{:>2} by the fence check], stale {:>2}, \
              unacked but kept {:>2}) | opens {:>2}, takeovers {:>2}, NotOwner {:>2} ({:>2} naming itself) | cuts {:>2}, \
              pauses {:>2}, skews {:>2}, races {:>2} ({:>2} held), stampedes {:>2}, restarts {:>2} | \
              epochs {:>2} ({:>2} empty), snapshots {:>2} | faults {:>4}, misclassified {}",

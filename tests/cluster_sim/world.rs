@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use amber::pitr::{Bucket, KeyLayout};
 use amber::testing::{Faults, SplitMix};
-use amber::{ErrorKind, Object};
+use amber::{ErrorKind, Object, PitrConfig};
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::host::{open_host, Handle, Host};
+use crate::host::{open_host_layout, Handle, Host};
 use crate::links::Link;
 use crate::model::{
     env_u64, known_misclassified, strict, turn_on, typed, Outcome, Stats, Turn, TurnResult, OBJ,
@@ -46,12 +46,16 @@ impl Sim {
         let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let layout = KeyLayout::new("sim").unwrap();
         let links = vec![Link::new(&inner, seed), Link::new(&inner, !seed)];
+        // One seed in four ships per object (round 1's layout), the rest
+        // through the shared log; both hosts alike.
+        let shared_log = !seed.is_multiple_of(4);
         let hosts: Vec<Host> = ["a", "b"]
             .into_iter()
             .zip(&links)
             .map(|(name, l)| {
                 let link = l.store();
-                open_host(name, &Bucket::from_store(link, layout.clone()))
+                let bucket = Bucket::from_store(link, layout.clone());
+                open_host_layout(name, &bucket, PitrConfig::default().retention, shared_log)
             })
             .collect();
         Sim {
@@ -324,8 +328,8 @@ impl Sim {
                 self.check_typed("ticket", &e);
                 if e.kind() == ErrorKind::Fenced {
                     self.stats.fenced += 1;
-                    // The record check (not the lease) refused it.
-                    if e.message().contains("now belongs to") {
+                    // The fence check (not the lease) refused it.
+                    if e.message().contains("has a fence record") {
                         self.stats.record_fenced += 1;
                     }
                     if stale && self.turns[i].usable {

@@ -27,7 +27,7 @@ pub struct PitrConfig {
     /// Ship all objects of the store through one shared log: one store
     /// segment per PUT for every object with pending commits. Off, each
     /// object ships its own segments (round 1's layout). Cluster mode
-    /// always ships per object.
+    /// shares too (its fence is read once per incarnation per PUT).
     pub shared_log: bool,
     /// Shared log: least time between two indexes of a busy object (and
     /// so at most one small PUT per object per interval). A closing object

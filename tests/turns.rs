@@ -346,3 +346,38 @@ fn checkpoints_keep_the_wal_bounded() {
     assert!(wal < 200 * 4096 * 2, "wal is {wal} bytes");
     o.integrity_check().unwrap();
 }
+
+/// Group commit across objects: eight objects committing at once, each
+/// waiting for its commit to be durable, share the journal's fdatasyncs.
+/// Counted by the journal, not timed.
+#[test]
+fn concurrent_objects_share_the_journals_fsyncs() {
+    let (_d, s) = store_with(|c| c.bucket = amber::BucketConfig::Disabled);
+    let before = s.journal_stats();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut o = s.open_object(&format!("w{w}")).unwrap();
+                for i in 0..40u32 {
+                    o.put("n", &i.to_le_bytes()).unwrap();
+                    o.end_turn()
+                        .unwrap()
+                        .wait_timeout(Duration::from_secs(30))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let after = s.journal_stats();
+    let commits = after.commits - before.commits;
+    let fsyncs = after.fsyncs - before.fsyncs;
+    assert!(commits >= 8 * 40, "{commits} commits");
+    assert!(
+        fsyncs * 2 <= commits,
+        "{fsyncs} journal fsyncs for {commits} commits: not shared"
+    );
+}

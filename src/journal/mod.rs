@@ -55,6 +55,12 @@ pub struct JournalOptions {
     /// than this. Retiring costs up to three fsyncs per object named in the
     /// file, so a larger journal means fewer of them.
     pub keep_bytes: u64,
+    /// Group commit: when the last fdatasync covered more than one commit
+    /// (several objects are committing), the sync thread waits up to this
+    /// long for as many commits to be pending again before it syncs, so
+    /// one fdatasync covers more of them. An idle or single-writer store
+    /// never waits. Zero: sync at once.
+    pub commit_delay: std::time::Duration,
 }
 
 impl Default for JournalOptions {
@@ -63,6 +69,7 @@ impl Default for JournalOptions {
             enabled: true,
             file_bytes: 32 << 20,
             keep_bytes: 256 << 20,
+            commit_delay: std::time::Duration::from_micros(200),
         }
     }
 }
@@ -82,6 +89,11 @@ impl JournalOptions {
 
     pub fn with_keep_bytes(mut self, bytes: u64) -> Self {
         self.keep_bytes = bytes;
+        self
+    }
+
+    pub fn with_commit_delay(mut self, delay: std::time::Duration) -> Self {
+        self.commit_delay = delay;
         self
     }
 }
@@ -416,6 +428,8 @@ fn active_file(inner: &Inner, st: &mut State, len: u64) -> Result<(u64, Arc<File
 /// The sync thread: one fdatasync for everything appended so far, then
 /// every ticket it covers resolves.
 fn sync_loop(inner: &Inner) {
+    // Commits the last fdatasync covered: the group worth waiting for.
+    let mut last_batch = 0usize;
     loop {
         let (batch, targets) = {
             let mut st = inner.lock();
@@ -425,6 +439,22 @@ fn sync_loop(inner: &Inner) {
             if st.pending.is_empty() {
                 return;
             }
+            let delay = inner.opts.commit_delay;
+            if last_batch > 1 && !delay.is_zero() {
+                let until = std::time::Instant::now() + delay;
+                while st.pending.len() <= last_batch && !st.shutdown {
+                    let now = std::time::Instant::now();
+                    if now >= until {
+                        break;
+                    }
+                    st = inner
+                        .work
+                        .wait_timeout(st, until - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+            last_batch = st.pending.len();
             let batch = std::mem::take(&mut st.pending);
             // (gen, handle, whether its directory entry needs an fsync,
             // its length now, which the fsync will cover)

@@ -35,6 +35,10 @@ struct Cli {
     /// journal's fsyncs (round 1's way, kept for side-by-side figures).
     #[arg(long, global = true)]
     no_journal: bool,
+    /// Group commit: how long (µs) the journal's sync thread may wait for
+    /// more commits when several objects are committing (0: never).
+    #[arg(long, global = true, default_value_t = 200)]
+    commit_delay_us: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -188,6 +192,11 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     if cli.no_journal {
         config = config.with_journal(amber::JournalOptions::disabled());
+    } else {
+        config = config.with_journal(
+            amber::JournalOptions::default()
+                .with_commit_delay(std::time::Duration::from_micros(cli.commit_delay_us)),
+        );
     }
     if let Cmd::Serve {
         listen,

@@ -146,9 +146,24 @@ impl Error {
 
     #[cold]
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Self {
-        let message = format!("{}: {err}", context.into());
+        // ENOSPC and EDQUOT: the caller must free space, not just retry.
+        let full = matches!(
+            err.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
+        let message = match full {
+            true => format!(
+                "{}: {err} (the disk is full: free space on it)",
+                context.into()
+            ),
+            false => format!("{}: {err}", context.into()),
+        };
         Error {
-            kind: ErrorKind::Io,
+            kind: if full {
+                ErrorKind::StorageFull
+            } else {
+                ErrorKind::Io
+            },
             message,
             sqlite: None,
             source: Some(Arc::new(err)),
@@ -199,6 +214,31 @@ impl Error {
             sqlite: Some(err),
             source: None,
             owner: None,
+        }
+    }
+
+    /// A SQLite "database or disk is full" met while the disk holding
+    /// `dir` has almost no space left: the disk, not the object's size
+    /// limit, is what filled up (SQLite reports both the same way). Other
+    /// errors pass unchanged.
+    pub(crate) fn disk_full_at(self, dir: &std::path::Path) -> Self {
+        let Some(sq) = self.sqlite.as_ref().filter(|s| s.is_full()) else {
+            return self;
+        };
+        match crate::fsutil::free_bytes(dir) {
+            Some(free) if free < crate::fsutil::LOW_SPACE_BYTES => Error {
+                kind: ErrorKind::StorageFull,
+                message: format!(
+                    "the disk holding {} is full ({free} bytes free): {}; free space on it, \
+                     then reopen the object",
+                    dir.display(),
+                    sq.message
+                ),
+                sqlite: self.sqlite.clone(),
+                source: None,
+                owner: None,
+            },
+            _ => self,
         }
     }
 

@@ -6,6 +6,34 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// Bytes this process can still write on the filesystem holding `path`
+/// (root may use the blocks reserved for it), or `None` if it cannot be
+/// asked.
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `st`
+    // points to writable memory of the size statvfs fills in.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let blocks = if root { st.f_bfree } else { st.f_bavail };
+    // fsblkcnt_t and c_ulong are 32 bits wide on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    Some((blocks as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Below this much free space the disk counts as full: a write that fails
+/// for want of space then names the disk, and the journal stops keeping
+/// spare files and retires what it can.
+pub(crate) const LOW_SPACE_BYTES: u64 = 1 << 20;
+
 /// fsyncs a directory so entries created in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

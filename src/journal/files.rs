@@ -109,15 +109,24 @@ pub(super) fn make_spare(dir: &Path, bytes: u64) -> Result<PathBuf> {
         .open(&path)
         .map_err(|e| Error::io(ctx("create"), e))?;
     let zeros = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    while off < bytes {
-        let n = (bytes - off).min(zeros.len() as u64) as usize;
-        f.write_all_at(&zeros[..n], off)
-            .map_err(|e| Error::io(ctx("write"), e))?;
-        off += n as u64;
+    let filled = (|| {
+        let mut off = 0u64;
+        while off < bytes {
+            let n = (bytes - off).min(zeros.len() as u64) as usize;
+            f.write_all_at(&zeros[..n], off)
+                .map_err(|e| Error::io(ctx("write"), e))?;
+            off += n as u64;
+        }
+        f.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
+        crate::fsutil::sync_dir(dir)
+    })();
+    if let Err(e) = filled {
+        // A half-made spare on a full disk would hold the space commits
+        // need.
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
     }
-    f.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
-    crate::fsutil::sync_dir(dir)?;
     Ok(path)
 }
 

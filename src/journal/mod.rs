@@ -165,6 +165,9 @@ struct State {
     /// sealed as soon as one is, since appends there cost a metadata
     /// commit per fdatasync.
     active_grows: bool,
+    /// The disk is nearly full (the retire thread checks): the active file
+    /// is sealed early, so that it can retire and give its space back.
+    low_space: bool,
 }
 
 struct Inner {
@@ -226,6 +229,7 @@ impl Journal {
             shutdown: false,
             spare: None,
             active_grows: false,
+            low_space: false,
         };
         for f in found.same_boot {
             state.files.insert(
@@ -395,7 +399,8 @@ impl Drop for Journal {
 fn active_file(inner: &Inner, st: &mut State, len: u64) -> Result<(u64, Arc<File>, u64)> {
     if let Some((gen, file, end)) = &st.active {
         let fresh = *end == format::FILE_HEADER as u64;
-        let swap = st.active_grows && st.spare.is_some();
+        let swap = (st.active_grows && st.spare.is_some())
+            || (st.low_space && *end > crate::fsutil::LOW_SPACE_BYTES);
         if fresh || (end + len <= inner.opts.file_bytes && !swap) {
             return Ok((*gen, file.clone(), *end));
         }

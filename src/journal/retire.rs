@@ -27,7 +27,20 @@ pub(super) fn retire_loop(inner: &Inner) {
                 if st.shutdown {
                     return;
                 }
-                if st.spare.is_none() && st.active.is_some() {
+                // On a nearly full disk the spare would take the space
+                // commits need, and every sealed file should go: its
+                // objects' own files hold its commits once they are synced.
+                let free = crate::fsutil::free_bytes(&inner.dir);
+                let file_bytes = inner.opts.file_bytes;
+                let room_for_spare = free.is_none_or(|f| f >= file_bytes.saturating_mul(2));
+                let low = free.is_some_and(|f| {
+                    f < file_bytes
+                        .saturating_mul(4)
+                        .max(crate::fsutil::LOW_SPACE_BYTES * 16)
+                });
+                let keep = if low { 0 } else { inner.opts.keep_bytes };
+                st.low_space = low;
+                if st.spare.is_none() && st.active.is_some() && room_for_spare {
                     // A writing process keeps one spare ready, made here
                     // so the commit path never waits for the zeros.
                     drop(st);
@@ -48,7 +61,7 @@ pub(super) fn retire_loop(inner: &Inner) {
                     continue;
                 }
                 let total: u64 = st.files.values().map(|f| f.bytes).sum();
-                if total > inner.opts.keep_bytes {
+                if total > keep {
                     let active = st.active.as_ref().map(|a| a.0);
                     let oldest = st
                         .files

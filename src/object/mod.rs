@@ -171,8 +171,9 @@ impl Object {
         if let Some(e) = &self.broken {
             return e.clone();
         }
+        let cause = cause.disk_full_at(&self.dir);
         let err = if matches!(cause.kind(), ErrorKind::Broken | ErrorKind::Fenced) {
-            cause
+            cause.clone()
         } else {
             Error::broken(&cause)
         };
@@ -185,7 +186,12 @@ impl Object {
         self.alarm = None;
         self.broken = Some(err.clone());
         self.mark.fail(err.clone());
-        err
+        // The call that met a full disk says so in its kind (free space,
+        // then reopen); later calls and pending tickets say `Broken`.
+        match cause.kind() {
+            ErrorKind::StorageFull => cause,
+            _ => err,
+        }
     }
 
     /// Runs one of amber's own statements to completion.

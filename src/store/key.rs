@@ -16,16 +16,22 @@ const KEY_FILE: &str = "store.key";
 /// bucket keeps a copy so that a store rebuilt from the bucket alone (the
 /// local disk lost) maps names to the same ids.
 pub(super) fn shared_key(dir: &Path, sh: &Shipper) -> Result<[u8; 32]> {
-    use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+    use object_store::{PutMode, PutOptions, PutPayload};
     let local_path = dir.join(KEY_FILE);
     let local = read_key(&local_path)?;
     let fresh = match local {
         Some(k) => k,
         None => random_key()?,
     };
+    // Read first: an existing key (the usual case) costs one GET and no
+    // write, so a store opens on a full disk, and a read-only command
+    // writes nothing.
     let remote: [u8; 32] = sh.on_bucket(move |bucket| async move {
         let key_path = bucket.layout().store_key();
         let store = bucket.store();
+        if let Some(k) = get_key(store.as_ref(), &key_path).await? {
+            return Ok(k);
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -35,16 +41,13 @@ pub(super) fn shared_key(dir: &Path, sh: &Shipper) -> Result<[u8; 32]> {
             .await
         {
             Ok(_) => Ok(fresh),
+            // Another store created it meanwhile: theirs counts.
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let got = store
-                    .get(&key_path)
-                    .await
-                    .map_err(|e| store_error("reading the store key", e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| store_error("reading the store key", e))?;
-                <[u8; 32]>::try_from(&got[..]).map_err(|_| {
-                    Error::new(ErrorKind::Corruption, "the bucket's store.key is damaged")
+                get_key(store.as_ref(), &key_path).await?.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Io,
+                        "the bucket's store.key vanished after it was made",
+                    )
                 })
             }
             Err(e) => Err(store_error("writing the store key", e)),
@@ -61,6 +64,25 @@ pub(super) fn shared_key(dir: &Path, sh: &Shipper) -> Result<[u8; 32]> {
             Ok(remote)
         }
     }
+}
+
+/// The bucket's copy of the store key, if it has one.
+async fn get_key(
+    store: &dyn object_store::ObjectStore,
+    key_path: &object_store::path::Path,
+) -> Result<Option<[u8; 32]>> {
+    use object_store::ObjectStoreExt;
+    let got = match store.get(key_path).await {
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| store_error("reading the store key", e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(store_error("reading the store key", e)),
+    };
+    <[u8; 32]>::try_from(&got[..])
+        .map(Some)
+        .map_err(|_| Error::new(ErrorKind::Corruption, "the bucket's store.key is damaged"))
 }
 
 pub(super) fn load_or_create_key(dir: &Path) -> Result<[u8; 32]> {

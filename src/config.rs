@@ -100,6 +100,9 @@ pub struct Tuning {
     pub auto_vacuum_full: bool,
     /// Free pages after which a commit runs an incremental vacuum.
     pub vacuum_free_pages: u32,
+    /// The registered SQLite VFS objects' databases are opened with
+    /// (`None`: SQLite's default). For tests: `amber::testing::FaultVfs`.
+    pub sqlite_vfs: Option<String>,
 }
 
 impl Default for Tuning {
@@ -110,6 +113,7 @@ impl Default for Tuning {
             checkpoint_pages: 1000,
             auto_vacuum_full: false,
             vacuum_free_pages: 64,
+            sqlite_vfs: None,
         }
     }
 }

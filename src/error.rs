@@ -217,28 +217,29 @@ impl Error {
         }
     }
 
-    /// A SQLite "database or disk is full" met while the disk holding
-    /// `dir` has almost no space left: the disk, not the object's size
-    /// limit, is what filled up (SQLite reports both the same way). Other
-    /// errors pass unchanged.
-    pub(crate) fn disk_full_at(self, dir: &std::path::Path) -> Self {
-        let Some(sq) = self.sqlite.as_ref().filter(|s| s.is_full()) else {
+    /// Whether SQLite answered "database or disk is full".
+    pub(crate) fn is_sqlite_full(&self) -> bool {
+        self.sqlite.as_ref().is_some_and(|s| s.is_full())
+    }
+
+    /// The same SQLite "database or disk is full", known to be the disk
+    /// holding `dir` (`free` bytes left there), not the object's size limit:
+    /// SQLite reports both the same way.
+    pub(crate) fn disk_full(self, dir: &std::path::Path, free: u64) -> Self {
+        let Some(sq) = self.sqlite.as_ref() else {
             return self;
         };
-        match crate::fsutil::free_bytes(dir) {
-            Some(free) if free < crate::fsutil::LOW_SPACE_BYTES => Error {
-                kind: ErrorKind::StorageFull,
-                message: format!(
-                    "the disk holding {} is full ({free} bytes free): {}; free space on it, \
-                     then reopen the object",
-                    dir.display(),
-                    sq.message
-                ),
-                sqlite: self.sqlite.clone(),
-                source: None,
-                owner: None,
-            },
-            _ => self,
+        Error {
+            kind: ErrorKind::StorageFull,
+            message: format!(
+                "the disk holding {} is full ({free} bytes free): {}; free space on it, \
+                 then reopen the object",
+                dir.display(),
+                sq.message
+            ),
+            sqlite: self.sqlite.clone(),
+            source: None,
+            owner: None,
         }
     }
 

@@ -171,7 +171,7 @@ impl Object {
         if let Some(e) = &self.broken {
             return e.clone();
         }
-        let cause = cause.disk_full_at(&self.dir);
+        let cause = name_full_disk(&self.dir, cause);
         let err = if matches!(cause.kind(), ErrorKind::Broken | ErrorKind::Fenced) {
             cause.clone()
         } else {
@@ -410,5 +410,17 @@ impl Object {
                 format!("integrity_check: {}", report.join("; ")),
             ))
         }
+    }
+}
+
+/// An `SQLITE_FULL` met while the object's filesystem has almost no space
+/// left is the disk filling up, not `max_object_bytes`: say so.
+fn name_full_disk(dir: &std::path::Path, e: Error) -> Error {
+    if !e.is_sqlite_full() {
+        return e;
+    }
+    match crate::fsutil::free_bytes(dir) {
+        Some(free) if free < crate::fsutil::LOW_SPACE_BYTES => e.disk_full(dir, free),
+        _ => e,
     }
 }

@@ -93,10 +93,11 @@ impl Object {
         let db_path = dir.join("db");
         let is_new = !db_path.exists();
         let fast = fast && is_new;
-        let conn = Connection::open(
+        let conn = Connection::open_vfs(
             &db_path,
             schema::RESERVED_PREFIX,
             shared.config.allowed_pragmas.clone(),
+            shared.config.tuning.sqlite_vfs.as_deref(),
         )?;
         configure(&conn, &shared, is_new, fast)?;
         let (seq, time_ms) = init_schema(&conn, name, first_epoch)?;

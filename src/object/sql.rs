@@ -332,7 +332,7 @@ impl Object {
     /// earlier writes are gone and the object must break.
     #[cold]
     pub(super) fn after_failed_statement(&mut self, err: Error) -> Error {
-        let err = err.disk_full_at(&self.dir);
+        let err = super::name_full_disk(&self.dir, err);
         if self.turn.open && self.conn.is_autocommit() {
             self.turn.open = false;
             return self.break_with(err);

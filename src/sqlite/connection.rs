@@ -68,6 +68,21 @@ impl Connection {
         reserved_prefix: &str,
         pragmas: Vec<String>,
     ) -> Result<Connection, SqliteError> {
+        Self::open_vfs(path, reserved_prefix, pragmas, None)
+    }
+
+    /// As [`Connection::open`], through the registered VFS named `vfs`
+    /// (`None`: the default one).
+    pub fn open_vfs(
+        path: &Path,
+        reserved_prefix: &str,
+        pragmas: Vec<String>,
+        vfs: Option<&str>,
+    ) -> Result<Connection, SqliteError> {
+        let vfs = vfs
+            .map(CString::new)
+            .transpose()
+            .map_err(|_| SqliteError::new(ffi::SQLITE_MISUSE, "VFS name contains a NUL byte"))?;
         let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
             SqliteError::new(ffi::SQLITE_CANTOPEN, "database path contains a NUL byte")
         })?;
@@ -76,9 +91,10 @@ impl Connection {
             | ffi::SQLITE_OPEN_NOMUTEX
             | ffi::SQLITE_OPEN_EXRESCODE;
         let mut db: *mut ffi::sqlite3 = ptr::null_mut();
-        // SAFETY: valid NUL-terminated path and out-pointer; a null VFS name
-        // selects the default VFS.
-        let rc = unsafe { ffi::sqlite3_open_v2(cpath.as_ptr(), &mut db, flags, ptr::null()) };
+        let zvfs = vfs.as_ref().map_or(ptr::null(), |v| v.as_ptr());
+        // SAFETY: valid NUL-terminated path and out-pointer; the VFS name is
+        // null (the default VFS) or NUL-terminated and outlives the call.
+        let rc = unsafe { ffi::sqlite3_open_v2(cpath.as_ptr(), &mut db, flags, zvfs) };
         let Some(db) = NonNull::new(db) else {
             return Err(SqliteError::new(
                 ffi::SQLITE_NOMEM,

@@ -1,0 +1,391 @@
+//! A fault-injecting SQLite VFS: a shim registered as [`FaultVfs::NAME`]
+//! that wraps the default (unix) VFS and, while armed, fails the n-th
+//! matching file operation with EIO, or a write with ENOSPC (optionally
+//! landing a prefix of the buffer first: a torn write).
+//!
+//! A store opens its objects' databases through it when
+//! `Tuning::sqlite_vfs` names it. Only files whose path contains the armed
+//! filter count, so a test can aim at objects and leave the catalog alone.
+//! The plan is process-wide (SQLite's VFS table is): tests that arm it must
+//! not run at once (`FaultVfs::exclusive`).
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+
+use libsqlite3_sys as ffi;
+
+/// What an armed plan fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    Read = 1,
+    Write = 2,
+    Sync = 4,
+    Truncate = 8,
+}
+
+/// The error an armed plan injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoFault {
+    /// EIO: `SQLITE_IOERR_*` for the operation.
+    Eio,
+    /// ENOSPC on a write: `SQLITE_FULL` (EIO for other operations).
+    Enospc,
+}
+
+/// Handle on the registered shim. The plan lives in statics: there is one
+/// VFS per process.
+pub struct FaultVfs;
+
+static REGISTER: Once = Once::new();
+static OPS: AtomicU32 = AtomicU32::new(0);
+/// Matching operations left before the fault; a plan fires once.
+static COUNTDOWN: AtomicI64 = AtomicI64::new(0);
+static ENOSPC: AtomicBool = AtomicBool::new(false);
+static TORN: AtomicBool = AtomicBool::new(false);
+static FIRED: AtomicU64 = AtomicU64::new(0);
+static SEEN: AtomicU64 = AtomicU64::new(0);
+static FILTER: Mutex<String> = Mutex::new(String::new());
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+impl FaultVfs {
+    /// The name to put in `Tuning::sqlite_vfs`.
+    pub const NAME: &'static str = "amber-fault";
+
+    /// Registers the shim (once per process; not as the default VFS).
+    pub fn register() {
+        REGISTER.call_once(|| {
+            // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, which
+            // lives for the whole process; the new VFS is leaked, so the
+            // pointer SQLite keeps stays valid.
+            unsafe {
+                let real = ffi::sqlite3_vfs_find(ptr::null());
+                assert!(!real.is_null(), "SQLite has no default VFS");
+                let vfs = Box::leak(Box::new(make_vfs(real)));
+                let rc = ffi::sqlite3_vfs_register(vfs, 0);
+                assert_eq!(rc, ffi::SQLITE_OK, "sqlite3_vfs_register failed");
+            }
+        });
+    }
+
+    /// Serialises the tests that arm the plan.
+    pub fn exclusive() -> MutexGuard<'static, ()> {
+        EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails the `nth` (from 1) operation among `ops` on a file whose path
+    /// contains `filter`, with `fault`; `torn` lands half of a failed
+    /// write's buffer first. Counters restart.
+    pub fn arm(ops: &[IoOp], nth: u64, fault: IoFault, torn: bool, filter: &str) {
+        *FILTER.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
+        ENOSPC.store(fault == IoFault::Enospc, Ordering::SeqCst);
+        TORN.store(torn, Ordering::SeqCst);
+        FIRED.store(0, Ordering::SeqCst);
+        SEEN.store(0, Ordering::SeqCst);
+        COUNTDOWN.store(nth as i64, Ordering::SeqCst);
+        OPS.store(ops.iter().fold(0, |m, o| m | *o as u32), Ordering::SeqCst);
+    }
+
+    /// Stops injecting.
+    pub fn disarm() {
+        OPS.store(0, Ordering::SeqCst);
+    }
+
+    /// Faults injected since the last `arm`.
+    pub fn fired() -> u64 {
+        FIRED.load(Ordering::SeqCst)
+    }
+
+    /// Matching operations seen since the last `arm`.
+    pub fn seen() -> u64 {
+        SEEN.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether this operation on a targeted file fails now.
+fn strike(op: IoOp, file: &FaultFile) -> bool {
+    if !file.target || OPS.load(Ordering::SeqCst) & op as u32 == 0 {
+        return false;
+    }
+    SEEN.fetch_add(1, Ordering::SeqCst);
+    if COUNTDOWN.fetch_sub(1, Ordering::SeqCst) == 1 {
+        FIRED.fetch_add(1, Ordering::SeqCst);
+        return true;
+    }
+    false
+}
+
+fn code(op: IoOp) -> c_int {
+    match (op, ENOSPC.load(Ordering::SeqCst)) {
+        (IoOp::Write, true) => ffi::SQLITE_FULL,
+        (IoOp::Read, _) => ffi::SQLITE_IOERR_READ,
+        (IoOp::Write, _) => ffi::SQLITE_IOERR_WRITE,
+        (IoOp::Sync, _) => ffi::SQLITE_IOERR_FSYNC,
+        (IoOp::Truncate, _) => ffi::SQLITE_IOERR_TRUNCATE,
+    }
+}
+
+/// Our file: SQLite's header first (it reads `pMethods`), then the real
+/// VFS's file, in the same allocation (`szOsFile` covers both).
+#[repr(C)]
+struct FaultFile {
+    base: ffi::sqlite3_file,
+    target: bool,
+    real: *mut ffi::sqlite3_file,
+}
+
+/// The wrapped VFS, kept in `pAppData`.
+fn real_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: every VFS this module builds stores the real one there.
+    unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
+}
+
+/// # Safety
+/// `real` must be a valid VFS that outlives the process.
+unsafe fn make_vfs(real: *mut ffi::sqlite3_vfs) -> ffi::sqlite3_vfs {
+    // SAFETY: `real` is valid (caller's promise); we copy its fields and
+    // replace the ones we wrap.
+    let mut v: ffi::sqlite3_vfs = unsafe { ptr::read(real) };
+    v.iVersion = v.iVersion.min(2);
+    v.szOsFile = (std::mem::size_of::<FaultFile>() as c_int) + unsafe { (*real).szOsFile };
+    v.zName = c"amber-fault".as_ptr();
+    v.pNext = ptr::null_mut();
+    v.pAppData = real as *mut c_void;
+    v.xOpen = Some(x_open);
+    v.xDelete = Some(x_delete);
+    v.xAccess = Some(x_access);
+    v.xFullPathname = Some(x_full_pathname);
+    // The rest (randomness, sleep, time, dlopen, last error) take no file
+    // and ignore `pAppData` in the unix VFS, so its pointers serve as is.
+    v
+}
+
+unsafe extern "C" fn x_open(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    let real = real_vfs(vfs);
+    let ff = file as *mut FaultFile;
+    // SAFETY: SQLite hands us `szOsFile` bytes at `file`; the real file
+    // goes right after our header, suitably aligned (FaultFile's size is
+    // a multiple of the pointer alignment).
+    unsafe {
+        let real_file =
+            (ff as *mut u8).add(std::mem::size_of::<FaultFile>()) as *mut ffi::sqlite3_file;
+        (*ff).base.pMethods = ptr::null();
+        (*ff).real = real_file;
+        let path = if name.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(name).to_string_lossy().into_owned()
+        };
+        let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (*ff).target = !filter.is_empty() && path.contains(&filter);
+        let rc = ((*real).xOpen.expect("the real VFS opens files"))(
+            real, name, real_file, flags, out_flags,
+        );
+        if rc != ffi::SQLITE_OK || (*real_file).pMethods.is_null() {
+            return rc;
+        }
+        (*ff).base.pMethods = &IO_METHODS;
+        rc
+    }
+}
+
+unsafe extern "C" fn x_delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync: c_int,
+) -> c_int {
+    let real = real_vfs(vfs);
+    // SAFETY: forwarding SQLite's own arguments to the real VFS.
+    unsafe { ((*real).xDelete.expect("xDelete"))(real, name, sync) }
+}
+
+unsafe extern "C" fn x_access(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    flags: c_int,
+    out: *mut c_int,
+) -> c_int {
+    let real = real_vfs(vfs);
+    // SAFETY: forwarding SQLite's own arguments to the real VFS.
+    unsafe { ((*real).xAccess.expect("xAccess"))(real, name, flags, out) }
+}
+
+unsafe extern "C" fn x_full_pathname(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    n: c_int,
+    out: *mut c_char,
+) -> c_int {
+    let real = real_vfs(vfs);
+    // SAFETY: forwarding SQLite's own arguments to the real VFS.
+    unsafe { ((*real).xFullPathname.expect("xFullPathname"))(real, name, n, out) }
+}
+
+/// The real file's methods.
+///
+/// # Safety
+/// `f` must be a `FaultFile` that `x_open` opened.
+unsafe fn real(
+    f: *mut ffi::sqlite3_file,
+) -> (*mut ffi::sqlite3_file, &'static ffi::sqlite3_io_methods) {
+    // SAFETY: caller's promise; the real file stays open until x_close.
+    unsafe {
+        let r = (*(f as *mut FaultFile)).real;
+        (r, &*(*r).pMethods)
+    }
+}
+
+/// # Safety
+/// As for [`real`].
+unsafe fn fault_file<'a>(f: *mut ffi::sqlite3_file) -> &'a FaultFile {
+    // SAFETY: caller's promise.
+    unsafe { &*(f as *mut FaultFile) }
+}
+
+unsafe extern "C" fn io_close(f: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: SQLite closes a file it opened through us, once.
+    unsafe {
+        let (r, m) = real(f);
+        (m.xClose.expect("xClose"))(r)
+    }
+}
+
+unsafe extern "C" fn io_read(
+    f: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    n: c_int,
+    off: i64,
+) -> c_int {
+    // SAFETY: forwarding SQLite's arguments for a file opened through us.
+    unsafe {
+        if strike(IoOp::Read, fault_file(f)) {
+            return code(IoOp::Read);
+        }
+        let (r, m) = real(f);
+        (m.xRead.expect("xRead"))(r, buf, n, off)
+    }
+}
+
+unsafe extern "C" fn io_write(
+    f: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    n: c_int,
+    off: i64,
+) -> c_int {
+    // SAFETY: forwarding SQLite's arguments for a file opened through us.
+    unsafe {
+        let (r, m) = real(f);
+        if strike(IoOp::Write, fault_file(f)) {
+            if TORN.load(Ordering::SeqCst) && n > 1 {
+                // A prefix lands, as when power or space ran out mid-write.
+                let _ = (m.xWrite.expect("xWrite"))(r, buf, n / 2, off);
+            }
+            return code(IoOp::Write);
+        }
+        (m.xWrite.expect("xWrite"))(r, buf, n, off)
+    }
+}
+
+unsafe extern "C" fn io_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    // SAFETY: forwarding SQLite's arguments for a file opened through us.
+    unsafe {
+        if strike(IoOp::Truncate, fault_file(f)) {
+            return code(IoOp::Truncate);
+        }
+        let (r, m) = real(f);
+        (m.xTruncate.expect("xTruncate"))(r, size)
+    }
+}
+
+unsafe extern "C" fn io_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    // SAFETY: forwarding SQLite's arguments for a file opened through us.
+    unsafe {
+        if strike(IoOp::Sync, fault_file(f)) {
+            return code(IoOp::Sync);
+        }
+        let (r, m) = real(f);
+        (m.xSync.expect("xSync"))(r, flags)
+    }
+}
+
+/// Generates a method that forwards to the real file unchanged.
+macro_rules! forward {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(f: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: forwarding SQLite's arguments for a file opened
+            // through us.
+            unsafe {
+                let (r, m) = real(f);
+                (m.$field.expect(stringify!($field)))(r $(, $arg)*)
+            }
+        }
+    };
+}
+
+forward!(io_file_size, xFileSize, (size: *mut i64));
+forward!(io_lock, xLock, (lock: c_int));
+forward!(io_unlock, xUnlock, (lock: c_int));
+forward!(io_check_reserved, xCheckReservedLock, (out: *mut c_int));
+forward!(io_file_control, xFileControl, (op: c_int, arg: *mut c_void));
+forward!(io_shm_lock, xShmLock, (off: c_int, n: c_int, flags: c_int));
+forward!(io_shm_unmap, xShmUnmap, (delete: c_int));
+forward!(
+    io_shm_map,
+    xShmMap,
+    (region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void)
+);
+
+unsafe extern "C" fn io_sector_size(f: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: forwarding for a file opened through us.
+    unsafe {
+        let (r, m) = real(f);
+        (m.xSectorSize.expect("xSectorSize"))(r)
+    }
+}
+
+unsafe extern "C" fn io_device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: forwarding for a file opened through us.
+    unsafe {
+        let (r, m) = real(f);
+        (m.xDeviceCharacteristics.expect("xDeviceCharacteristics"))(r)
+    }
+}
+
+unsafe extern "C" fn io_shm_barrier(f: *mut ffi::sqlite3_file) {
+    // SAFETY: forwarding for a file opened through us.
+    unsafe {
+        let (r, m) = real(f);
+        (m.xShmBarrier.expect("xShmBarrier"))(r)
+    }
+}
+
+/// Version 2: WAL's shared memory, and no memory-mapped reads (version 3),
+/// which would bypass `xRead`.
+static IO_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 2,
+    xClose: Some(io_close),
+    xRead: Some(io_read),
+    xWrite: Some(io_write),
+    xTruncate: Some(io_truncate),
+    xSync: Some(io_sync),
+    xFileSize: Some(io_file_size),
+    xLock: Some(io_lock),
+    xUnlock: Some(io_unlock),
+    xCheckReservedLock: Some(io_check_reserved),
+    xFileControl: Some(io_file_control),
+    xSectorSize: Some(io_sector_size),
+    xDeviceCharacteristics: Some(io_device_characteristics),
+    xShmMap: Some(io_shm_map),
+    xShmLock: Some(io_shm_lock),
+    xShmBarrier: Some(io_shm_barrier),
+    xShmUnmap: Some(io_shm_unmap),
+    xFetch: None,
+    xUnfetch: None,
+};

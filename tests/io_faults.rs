@@ -1,0 +1,196 @@
+//! I/O faults on an object's files, at every step: the fault-injecting VFS
+//! (`amber::testing::FaultVfs`) fails the n-th read, write, sync or
+//! truncate of the object's database and WAL, for n = 1, 2, ... until a
+//! workload runs past the last such operation. The workload commits turns
+//! (a KV write and a SQL row, atomically), with checkpoints every few
+//! pages, and reopens the object at its end.
+//!
+//! After each fault, with the fault cleared:
+//! - the call that met it failed with a typed error (`Io`, `StorageFull`
+//!   for ENOSPC, or `Broken` from a handle that already broke), and the
+//!   object refuses further writes until it is reopened;
+//! - a reopen works, and holds every acknowledged turn, each whole, plus
+//!   at most the one turn whose call failed (all of it or none of it);
+//! - `integrity_check` passes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use amber::testing::{FaultVfs, IoFault, IoOp};
+use amber::{BucketConfig, Config, ErrorKind, Object, Store, Tuning, ValueRef};
+
+const TURNS: u32 = 12;
+
+fn config(dir: &std::path::Path) -> Config {
+    Config::new(dir)
+        .with_bucket(BucketConfig::Disabled)
+        .with_tuning(Tuning {
+            // Checkpoints every few turns, so syncs and truncates of the
+            // database and WAL come up too.
+            checkpoint_pages: 8,
+            sqlite_vfs: Some(FaultVfs::NAME.to_string()),
+            ..Tuning::default()
+        })
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("value {i} ")
+        .repeat(40 + i as usize * 17)
+        .into_bytes()
+}
+
+/// One turn: key `k{i}` and row `i`, committed together.
+fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
+    o.put(&format!("k{i}"), &value(i))?;
+    let v = value(i);
+    o.exec(
+        "INSERT INTO t (i, v) VALUES (?, ?)",
+        &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&v)],
+    )?;
+    o.end_turn()?.wait_timeout(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// The turns present in the object, each checked whole.
+fn present(o: &mut Object) -> Vec<u32> {
+    let mut out = Vec::new();
+    for i in 0..TURNS {
+        let kv = o.get(&format!("k{i}")).unwrap();
+        let rows = o
+            .exec(
+                "SELECT count(*) FROM t WHERE i = ?",
+                &[ValueRef::Integer(i64::from(i))],
+            )
+            .unwrap()
+            .one()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .as_i64()
+            .unwrap();
+        match (kv, rows) {
+            (Some(v), 1) => {
+                assert_eq!(&v[..], &value(i)[..], "turn {i}'s value is damaged");
+                out.push(i);
+            }
+            (None, 0) => {}
+            (kv, rows) => panic!("turn {i} is half there: kv {:?}, rows {rows}", kv.is_some()),
+        }
+    }
+    out
+}
+
+/// Runs the workload with the n-th matching operation failing; returns
+/// whether the fault fired.
+fn run(ops: &[IoOp], fault: IoFault, torn: bool, n: u64) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let mut o = store.open_object("room").unwrap();
+    o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
+        .unwrap();
+    o.end_turn().unwrap().wait().unwrap();
+    let mut acked = BTreeMap::new();
+    let mut failed = None;
+    FaultVfs::arm(ops, n, fault, torn, "/objects/");
+    for i in 0..TURNS {
+        match turn(&mut o, i) {
+            Ok(()) => {
+                acked.insert(i, ());
+            }
+            Err(e) => {
+                let kinds = [ErrorKind::Io, ErrorKind::StorageFull, ErrorKind::Broken];
+                assert!(kinds.contains(&e.kind()), "n={n}: untyped failure: {e}");
+                if fault == IoFault::Enospc && ops == [IoOp::Write] {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::Broken),
+                        "n={n}: ENOSPC should say StorageFull: {e}"
+                    );
+                }
+                // The object refuses writes until reopened.
+                let again = o.put("after", b"x").and_then(|()| o.end_turn().map(|_| ()));
+                assert!(again.is_err(), "n={n}: a broken object took a write");
+                failed = Some(i);
+                break;
+            }
+        }
+    }
+    // Reopen at the end too, so faults in the open path come up.
+    if failed.is_none() {
+        drop(o);
+        match store.open_object("room") {
+            Ok(reopened) => o = reopened,
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::Io | ErrorKind::StorageFull),
+                    "n={n}: untyped failure opening: {e}"
+                );
+                FaultVfs::disarm();
+                o = store.open_object("room").unwrap();
+            }
+        }
+    }
+    let fired = FaultVfs::fired() > 0;
+    FaultVfs::disarm();
+    drop(o);
+    let mut o = store
+        .open_object("room")
+        .unwrap_or_else(|e| panic!("n={n}: reopen after the fault cleared failed: {e}"));
+    let have = present(&mut o);
+    for i in acked.keys() {
+        assert!(
+            have.contains(i),
+            "n={n}: acknowledged turn {i} lost ({have:?})"
+        );
+    }
+    for i in &have {
+        assert!(
+            acked.contains_key(i) || Some(*i) == failed,
+            "n={n}: turn {i} appeared, but was neither acknowledged nor the failed one"
+        );
+    }
+    o.integrity_check()
+        .unwrap_or_else(|e| panic!("n={n}: integrity check: {e}"));
+    // And it takes writes again.
+    o.put("after", b"ok").unwrap();
+    o.end_turn().unwrap().wait().unwrap();
+    fired
+}
+
+fn every_step(ops: &[IoOp], fault: IoFault, torn: bool) {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let mut n = 1;
+    while run(ops, fault, torn, n) {
+        n += 1;
+        assert!(n < 5000, "the workload never ran out of operations");
+    }
+    eprintln!(
+        "{ops:?} {fault:?} torn={torn}: faults at each of {} steps",
+        n - 1
+    );
+    assert!(
+        n > 3,
+        "only {} {ops:?} operations: the VFS is not in the path",
+        n - 1
+    );
+}
+
+#[test]
+fn eio_on_every_write() {
+    every_step(&[IoOp::Write], IoFault::Eio, false);
+}
+
+#[test]
+fn enospc_on_every_write_torn() {
+    every_step(&[IoOp::Write], IoFault::Enospc, true);
+}
+
+#[test]
+fn eio_on_every_sync_and_truncate() {
+    every_step(&[IoOp::Sync, IoOp::Truncate], IoFault::Eio, false);
+}
+
+#[test]
+fn eio_on_every_read() {
+    every_step(&[IoOp::Read], IoFault::Eio, false);
+}

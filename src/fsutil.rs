@@ -34,6 +34,24 @@ pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
 /// spare files and retires what it can.
 pub(crate) const LOW_SPACE_BYTES: u64 = 1 << 20;
 
+/// Test seam for files amber writes itself: with the `testing` feature, an
+/// I/O fault armed through `testing::FaultVfs` whose filter matches `path`
+/// fails this write (`write`) or sync here, as the disk would. Without the
+/// feature it is nothing.
+#[inline]
+pub(crate) fn fault_point(write: bool, path: &Path) -> std::io::Result<()> {
+    #[cfg(feature = "testing")]
+    {
+        use crate::testing::IoOp;
+        let op = if write { IoOp::Write } else { IoOp::Sync };
+        if let Some(e) = crate::testing::fault_vfs::strike_path(op, path) {
+            return Err(e);
+        }
+    }
+    let _ = (write, path);
+    Ok(())
+}
+
 /// fsyncs a directory so entries created in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -3,9 +3,11 @@
 //!
 //! The count is a difference of two runs of the same command on the same
 //! store: a write that creates its object, and a write to an object that
-//! exists. Store open, the commit and the close cost the same in both, so
-//! the difference is the creation alone, and the creation's total is that
-//! difference plus the one journal fsync its first commit shares.
+//! exists. Store open, the commit and the close cost the same in both,
+//! except that the write to the existing object also fsyncs its WAL once
+//! at open (this process never journaled it: `object/open.rs`), so the
+//! creation alone is the difference plus that one, and its total adds the
+//! journal fsync its first commit shares.
 
 use std::path::Path;
 use std::process::Command;
@@ -78,7 +80,9 @@ fn creating_an_object_costs_at_most_three_fsyncs_with_its_first_commit() {
     );
     // The baseline must be steady, or the difference means nothing.
     assert_eq!(existing, again, "the same write cost different fsyncs");
-    let creation = created.saturating_sub(existing);
+    // The existing object's open-time WAL fsync, which a new object skips.
+    const OPEN_SYNC: usize = 1;
+    let creation = (created + OPEN_SYNC).saturating_sub(existing);
     assert!(
         creation <= 2,
         "creating an object cost {creation} fsyncs beyond its first commit's one \

@@ -310,7 +310,9 @@ impl Journal {
         let (gen, file, end) = active_file(inner, &mut st, buf.len() as u64)?;
         let synced_to = st.files.get(&gen).map_or(0, |f| f.synced_to);
         format::seal(&mut buf, unsealed, synced_to);
-        if let Err(e) = file.write_all_at(&buf, end) {
+        let written = crate::fsutil::fault_point(true, &inner.dir.join(files::name(gen)))
+            .and_then(|()| file.write_all_at(&buf, end));
+        if let Err(e) = written {
             // Nothing moved: the next record overwrites whatever part of
             // this one reached the file.
             return Err(Error::io(
@@ -350,6 +352,18 @@ impl Journal {
         }
         let slot = st.synced.entry(*id).or_insert((epoch, seq));
         *slot = (*slot).max((epoch, seq));
+    }
+
+    /// Whether this process knows that object `id`'s commits up to
+    /// (`epoch`, `seq`) are in the journal (appended to a live file) or
+    /// durable in the object's own files.
+    pub(crate) fn covers(&self, id: &ObjectId, epoch: u64, seq: u64) -> bool {
+        let st = self.inner.lock();
+        st.synced.get(id).is_some_and(|s| *s >= (epoch, seq))
+            || st
+                .files
+                .values()
+                .any(|f| f.objects.get(id).is_some_and(|o| *o >= (epoch, seq)))
     }
 
     /// After the caller replayed every object of `file` (from an earlier
@@ -479,8 +493,8 @@ fn sync_loop(inner: &Inner) {
         };
         let mut result = Ok(());
         for (gen, file, dir_first, covers) in &targets {
-            result = file
-                .sync_data()
+            result = crate::fsutil::fault_point(false, &inner.dir.join(files::name(*gen)))
+                .and_then(|()| file.sync_data())
                 .map_err(|e| Error::io(format!("fsync journal file {}", files::name(*gen)), e));
             inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             if result.is_ok() && *dir_first {

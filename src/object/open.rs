@@ -160,6 +160,18 @@ impl Object {
             j.created(&id);
             j.append(&mark, &id, epoch, 0, time_ms, &in_wal)?;
         }
+        if let (false, false, Some(j)) = (fast, in_wal.is_empty(), &shared.journal) {
+            // The WAL holds commits this process never journaled (a writer
+            // killed between its WAL write and its journal append, or an
+            // append that failed): they are in the page cache only, yet
+            // the next commit would build on them and count as durable.
+            // Make them durable first (cheap on a clean WAL). The WAL's
+            // directory entry is older than this process, and durable: a
+            // creation syncs it, or the journal's fresh-object rule does.
+            if !j.covers(&id, epoch, seq) {
+                fsutil::sync_file_if_exists(&dir.join("db-wal"))?;
+            }
+        }
         drop(in_wal);
         let ship = match (plan, &shared.shipper) {
             (Some(plan), Some(sh)) => Some(ObjectShip::start(

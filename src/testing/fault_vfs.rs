@@ -103,6 +103,29 @@ impl FaultVfs {
     }
 }
 
+/// The same plan for files amber writes itself (the store journal): the
+/// error to fail this operation on `path` with, if it fails now.
+pub(crate) fn strike_path(op: IoOp, path: &std::path::Path) -> Option<std::io::Error> {
+    if OPS.load(Ordering::SeqCst) & op as u32 == 0 {
+        return None;
+    }
+    let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if filter.is_empty() || !path.to_string_lossy().contains(&filter) {
+        return None;
+    }
+    SEEN.fetch_add(1, Ordering::SeqCst);
+    if COUNTDOWN.fetch_sub(1, Ordering::SeqCst) != 1 {
+        return None;
+    }
+    FIRED.fetch_add(1, Ordering::SeqCst);
+    let enospc = op == IoOp::Write && ENOSPC.load(Ordering::SeqCst);
+    Some(std::io::Error::from_raw_os_error(if enospc {
+        libc::ENOSPC
+    } else {
+        libc::EIO
+    }))
+}
+
 /// Whether this operation on a targeted file fails now.
 fn strike(op: IoOp, file: &FaultFile) -> bool {
     if !file.target || OPS.load(Ordering::SeqCst) & op as u32 == 0 {

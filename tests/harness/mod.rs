@@ -10,6 +10,7 @@
 
 pub mod authorizer;
 pub mod decoders;
+pub mod io_faults;
 pub mod kv_sql_ops;
 pub mod restore_mutated;
 pub mod restored;
@@ -25,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("restore_mutated", restore_mutated::run),
     ("kv_sql_ops", kv_sql_ops::run),
     ("authorizer", authorizer::run),
+    ("io_faults", io_faults::run),
 ];
 
 /// Reads fuzz input front to back; past the end it yields zeros, so every

@@ -8,6 +8,16 @@
 //! filter count, so a test can aim at objects and leave the catalog alone.
 //! The plan is process-wide (SQLite's VFS table is): tests that arm it must
 //! not run at once (`FaultVfs::exclusive`).
+//!
+//! **Crash images.** With tracking on (`FaultVfs::track`), every write and
+//! truncate of a targeted file first saves the bytes it replaces (an undo
+//! record); a successful sync of the file forgets its records, since what
+//! it covered is durable. A *power cut* (`cut_at`, the n-th write, sync or
+//! truncate; or `cut_now`) freezes every targeted file and the store
+//! journal: from then on their writes and syncs fail, so nothing changes.
+//! `power_off` (after the store is dropped) then undoes every unsynced
+//! write, newest first, leaving each file as its last sync left it: the
+//! durable image. Directory entries are not modelled.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
@@ -48,6 +58,21 @@ static FIRED: AtomicU64 = AtomicU64::new(0);
 static SEEN: AtomicU64 = AtomicU64::new(0);
 static FILTER: Mutex<String> = Mutex::new(String::new());
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
+static TRACK: AtomicBool = AtomicBool::new(false);
+/// Tracked operations left before the power cut (0: none armed).
+static CUT_AT: AtomicI64 = AtomicI64::new(0);
+static FROZEN: AtomicBool = AtomicBool::new(false);
+static CUT: AtomicBool = AtomicBool::new(false);
+/// Per file path: the bytes each unsynced write or truncate replaced.
+static UNDO: Mutex<Vec<(String, Undo)>> = Mutex::new(Vec::new());
+
+/// What one write or truncate replaced: the file's bytes from `off`, and
+/// its length before.
+struct Undo {
+    off: u64,
+    old: Vec<u8>,
+    old_len: u64,
+}
 
 impl FaultVfs {
     /// The name to put in `Tuning::sqlite_vfs`.
@@ -101,11 +126,114 @@ impl FaultVfs {
     pub fn seen() -> u64 {
         SEEN.load(Ordering::SeqCst)
     }
+
+    /// Starts (or stops) keeping crash images of the files whose path
+    /// contains `filter`; forgets earlier ones.
+    pub fn track(on: bool, filter: &str) {
+        *FILTER.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
+        UNDO.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        FROZEN.store(false, Ordering::SeqCst);
+        CUT.store(false, Ordering::SeqCst);
+        CUT_AT.store(0, Ordering::SeqCst);
+        TRACK.store(on, Ordering::SeqCst);
+    }
+
+    /// Cuts the power just before the `nth` (from 1) write, sync or
+    /// truncate of a tracked file.
+    pub fn cut_at(nth: u64) {
+        CUT_AT.store(nth as i64, Ordering::SeqCst);
+    }
+
+    /// Cuts the power now.
+    pub fn cut_now() {
+        CUT.store(true, Ordering::SeqCst);
+        FROZEN.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the power was cut.
+    pub fn was_cut() -> bool {
+        CUT.load(Ordering::SeqCst)
+    }
+
+    /// Puts every tracked file back to its durable image (call once the
+    /// store that wrote them is closed), and stops tracking. Returns the
+    /// number of unsynced writes and truncates undone.
+    pub fn power_off() -> usize {
+        let undo = std::mem::take(&mut *UNDO.lock().unwrap_or_else(|p| p.into_inner()));
+        let n = undo.len();
+        for (path, u) in undo.into_iter().rev() {
+            use std::os::unix::fs::FileExt;
+            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                continue;
+            };
+            let _ = f.write_all_at(&u.old, u.off);
+            let _ = f.set_len(u.old_len);
+        }
+        TRACK.store(false, Ordering::SeqCst);
+        FROZEN.store(false, Ordering::SeqCst);
+        CUT_AT.store(0, Ordering::SeqCst);
+        n
+    }
+}
+
+/// For a tracked file's write, sync or truncate: `Err(code)` if the power
+/// is (or goes) out, else whether to keep an undo record.
+fn powered(file: &FaultFile, code: c_int) -> Result<bool, c_int> {
+    if !file.target || !TRACK.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    if FROZEN.load(Ordering::SeqCst) {
+        return Err(code);
+    }
+    if CUT_AT.load(Ordering::SeqCst) > 0 && CUT_AT.fetch_sub(1, Ordering::SeqCst) == 1 {
+        FaultVfs::cut_now();
+        return Err(code);
+    }
+    Ok(true)
+}
+
+/// Saves what `[off, off + n)` of the real file holds (and its length)
+/// before a write or truncate changes it.
+///
+/// # Safety
+/// `f` must be a `FaultFile` that `x_open` opened.
+unsafe fn save(f: *mut ffi::sqlite3_file, off: i64, n: i64) {
+    // SAFETY: caller's promise; reads go to the real file.
+    unsafe {
+        let (r, m) = real(f);
+        let mut len: i64 = 0;
+        if (m.xFileSize.expect("xFileSize"))(r, &mut len) != ffi::SQLITE_OK {
+            return;
+        }
+        let end = (off + n).min(len);
+        let mut old = vec![0u8; (end - off).max(0) as usize];
+        if !old.is_empty() {
+            let _ = (m.xRead.expect("xRead"))(
+                r,
+                old.as_mut_ptr() as *mut c_void,
+                old.len() as c_int,
+                off,
+            );
+        }
+        let path = fault_file(f).path.clone();
+        UNDO.lock().unwrap_or_else(|p| p.into_inner()).push((
+            path,
+            Undo {
+                off: off as u64,
+                old,
+                old_len: len as u64,
+            },
+        ));
+    }
 }
 
 /// The same plan for files amber writes itself (the store journal): the
 /// error to fail this operation on `path` with, if it fails now.
 pub(crate) fn strike_path(op: IoOp, path: &std::path::Path) -> Option<std::io::Error> {
+    if FROZEN.load(Ordering::SeqCst) && path.to_string_lossy().contains("/journal/") {
+        // The power is out: the journal's writes and syncs go nowhere.
+        return Some(std::io::Error::from_raw_os_error(libc::EIO));
+    }
     if OPS.load(Ordering::SeqCst) & op as u32 == 0 {
         return None;
     }
@@ -156,6 +284,8 @@ struct FaultFile {
     base: ffi::sqlite3_file,
     target: bool,
     real: *mut ffi::sqlite3_file,
+    /// Owned: written by `x_open`, dropped by `io_close`.
+    path: String,
 }
 
 /// The wrapped VFS, kept in `pAppData`.
@@ -201,6 +331,7 @@ unsafe extern "C" fn x_open(
             (ff as *mut u8).add(std::mem::size_of::<FaultFile>()) as *mut ffi::sqlite3_file;
         (*ff).base.pMethods = ptr::null();
         (*ff).real = real_file;
+        ptr::write(ptr::addr_of_mut!((*ff).path), String::new());
         let path = if name.is_null() {
             String::new()
         } else {
@@ -208,10 +339,13 @@ unsafe extern "C" fn x_open(
         };
         let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner()).clone();
         (*ff).target = !filter.is_empty() && path.contains(&filter);
+        (*ff).path = path;
         let rc = ((*real).xOpen.expect("the real VFS opens files"))(
             real, name, real_file, flags, out_flags,
         );
         if rc != ffi::SQLITE_OK || (*real_file).pMethods.is_null() {
+            // SQLite will not call xClose: free the path now.
+            drop(std::mem::take(&mut (*ff).path));
             return rc;
         }
         (*ff).base.pMethods = &IO_METHODS;
@@ -273,10 +407,13 @@ unsafe fn fault_file<'a>(f: *mut ffi::sqlite3_file) -> &'a FaultFile {
 }
 
 unsafe extern "C" fn io_close(f: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: SQLite closes a file it opened through us, once.
+    // SAFETY: SQLite closes a file it opened through us, once; the path
+    // was written by x_open and is dropped here, once.
     unsafe {
         let (r, m) = real(f);
-        (m.xClose.expect("xClose"))(r)
+        let rc = (m.xClose.expect("xClose"))(r);
+        drop(ptr::read(ptr::addr_of!((*(f as *mut FaultFile)).path)));
+        rc
     }
 }
 
@@ -305,6 +442,11 @@ unsafe extern "C" fn io_write(
     // SAFETY: forwarding SQLite's arguments for a file opened through us.
     unsafe {
         let (r, m) = real(f);
+        match powered(fault_file(f), ffi::SQLITE_IOERR_WRITE) {
+            Err(code) => return code,
+            Ok(true) => save(f, off, i64::from(n)),
+            Ok(false) => {}
+        }
         if strike(IoOp::Write, fault_file(f)) {
             if TORN.load(Ordering::SeqCst) && n > 1 {
                 // A prefix lands, as when power or space ran out mid-write.
@@ -319,6 +461,11 @@ unsafe extern "C" fn io_write(
 unsafe extern "C" fn io_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
     // SAFETY: forwarding SQLite's arguments for a file opened through us.
     unsafe {
+        match powered(fault_file(f), ffi::SQLITE_IOERR_TRUNCATE) {
+            Err(code) => return code,
+            Ok(true) => save(f, size, i64::MAX / 2),
+            Ok(false) => {}
+        }
         if strike(IoOp::Truncate, fault_file(f)) {
             return code(IoOp::Truncate);
         }
@@ -330,11 +477,23 @@ unsafe extern "C" fn io_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int 
 unsafe extern "C" fn io_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: forwarding SQLite's arguments for a file opened through us.
     unsafe {
+        let tracked = match powered(fault_file(f), ffi::SQLITE_IOERR_FSYNC) {
+            Err(code) => return code,
+            Ok(t) => t,
+        };
         if strike(IoOp::Sync, fault_file(f)) {
             return code(IoOp::Sync);
         }
         let (r, m) = real(f);
-        (m.xSync.expect("xSync"))(r, flags)
+        let rc = (m.xSync.expect("xSync"))(r, flags);
+        if tracked && rc == ffi::SQLITE_OK {
+            // Durable now: nothing before this sync can be undone.
+            let path = &fault_file(f).path;
+            UNDO.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(p, _)| p != path);
+        }
+        rc
     }
 }
 

@@ -1,0 +1,189 @@
+//! Power cuts at every I/O step of an object's files, through the crash
+//! images of `amber::testing::FaultVfs`: the cut lands just before the
+//! n-th write, sync or truncate of the object's database or WAL, for
+//! n = 1, 2, ... until the workload runs past its last one. The workload
+//! commits turns (a KV write and a SQL row together) with checkpoints
+//! every few pages, so cuts land in commits, in the middle of checkpoints
+//! (database pages half written, the WAL about to be reset) and in WAL
+//! restarts.
+//!
+//! At the cut every object file and the store journal freeze (their writes
+//! and syncs fail from then on). Once the store is dropped, every unsynced
+//! write of the object's files is undone, leaving what the last syncs made
+//! durable, and the journal files are marked as from an earlier boot, as a
+//! reboot would leave them (their unsynced tails are kept: one outcome a
+//! real cut allows; `tests/power_loss.rs` cuts those tails).
+//!
+//! After the reboot: every acknowledged turn is there, each whole, plus at
+//! most the turn that was in flight; nothing else; `integrity_check`
+//! passes; the object takes writes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use amber::testing::FaultVfs;
+use amber::{BucketConfig, Config, Object, Store, Tuning, ValueRef};
+
+const TURNS: u32 = 10;
+
+fn config(dir: &Path) -> Config {
+    Config::new(dir)
+        .with_bucket(BucketConfig::Disabled)
+        .with_tuning(Tuning {
+            checkpoint_pages: 8,
+            sqlite_vfs: Some(FaultVfs::NAME.to_string()),
+            ..Tuning::default()
+        })
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("turn {i} ")
+        .repeat(60 + i as usize * 23)
+        .into_bytes()
+}
+
+fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
+    let v = value(i);
+    o.put(&format!("k{i}"), &v)?;
+    o.exec(
+        "INSERT INTO t (i, v) VALUES (?, ?)",
+        &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&v)],
+    )?;
+    o.end_turn()?.wait_timeout(Duration::from_secs(30))?;
+    Ok(())
+}
+
+fn present(o: &mut Object) -> Vec<u32> {
+    let mut out = Vec::new();
+    for i in 0..TURNS {
+        let kv = o.get(&format!("k{i}")).unwrap();
+        let rows = o
+            .exec(
+                "SELECT count(*) FROM t WHERE i = ? AND v = ?",
+                &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&value(i))],
+            )
+            .unwrap()
+            .one()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .as_i64()
+            .unwrap();
+        match (kv, rows) {
+            (Some(v), 1) if v[..] == value(i)[..] => out.push(i),
+            (None, 0) => {}
+            (kv, rows) => panic!(
+                "turn {i} is half there or damaged: kv {:?}, rows {rows}",
+                kv.map(|v| v.len())
+            ),
+        }
+    }
+    out
+}
+
+/// Marks a journal file as written in an earlier boot (docs/format.md:
+/// bytes 12..28 the boot id, 28..32 a CRC-32 of bytes 0..28).
+fn from_earlier_boot(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    if b.len() < 32 {
+        return;
+    }
+    b[12..28].fill(0);
+    let crc = crc32fast::hash(&b[..28]);
+    b[28..32].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+/// One run with the cut at the n-th step: `None` when the workload ended
+/// before it, else the unsynced writes the cut undid.
+fn run(n: u64) -> Option<usize> {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The object exists (and is durable) before the cuts begin.
+        let store = Store::open(config(dir.path())).unwrap();
+        let mut o = store.open_object("room").unwrap();
+        o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
+            .unwrap();
+        o.end_turn().unwrap().wait().unwrap();
+    }
+    FaultVfs::track(true, "/objects/");
+    FaultVfs::cut_at(n);
+    let mut acked = Vec::new();
+    let mut in_flight = None;
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        match store.open_object("room") {
+            Ok(mut o) => {
+                for i in 0..TURNS {
+                    match turn(&mut o, i) {
+                        Ok(()) => acked.push(i),
+                        Err(_) => {
+                            in_flight = Some(i);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => assert!(FaultVfs::was_cut(), "n={n}: open failed: {e}"),
+        }
+    }
+    let cut = FaultVfs::was_cut();
+    let undone = FaultVfs::power_off();
+    if !cut {
+        return None;
+    }
+    for e in std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "jnl") {
+            from_earlier_boot(&e.path());
+        }
+    }
+    let store = Store::open(config(dir.path()))
+        .unwrap_or_else(|e| panic!("n={n}: the store did not open after the cut: {e}"));
+    let mut o = store
+        .open_object("room")
+        .unwrap_or_else(|e| panic!("n={n}: the object did not open after the cut: {e}"));
+    let have = present(&mut o);
+    for i in &acked {
+        assert!(
+            have.contains(i),
+            "n={n}: acknowledged turn {i} lost ({undone} writes undone; have {have:?})"
+        );
+    }
+    for i in &have {
+        assert!(
+            acked.contains(i) || in_flight == Some(*i),
+            "n={n}: turn {i} appeared, never acknowledged nor in flight"
+        );
+    }
+    o.integrity_check()
+        .unwrap_or_else(|e| panic!("n={n}: integrity check: {e}"));
+    turn(&mut o, TURNS - 1).ok();
+    Some(undone)
+}
+
+#[test]
+fn a_power_cut_at_every_step_of_commits_and_checkpoints_loses_nothing_acknowledged() {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let (mut n, mut undone, mut lossy) = (1, 0, 0);
+    while let Some(u) = run(n) {
+        undone += u;
+        lossy += usize::from(u > 0);
+        n += 1;
+        assert!(n < 5000, "the workload never ran out of steps");
+    }
+    eprintln!(
+        "power cut at each of {} steps; {lossy} cuts undid unsynced writes ({undone} in all)",
+        n - 1
+    );
+    assert!(n > 10, "only {} steps: the VFS is not in the path", n - 1);
+    // Most cuts must lose something, or the images model nothing.
+    assert!(
+        lossy * 2 > n as usize,
+        "only {lossy} of {} cuts lost a write",
+        n - 1
+    );
+}

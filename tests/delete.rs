@@ -4,6 +4,10 @@
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/faults.rs"]
+mod faults;
+
+use faults::from_earlier_boot;
 
 use std::path::{Path, PathBuf};
 
@@ -157,19 +161,6 @@ fn delete_works_without_a_bucket_and_from_the_cli() {
     let store = Store::open(cfg()).unwrap();
     let mut o = store.open_object("a").unwrap();
     assert_eq!(o.get("k").unwrap(), None);
-}
-
-/// Marks a journal file as written in an earlier boot (docs/format.md:
-/// bytes 12..28 hold the boot id, 28..32 a CRC-32 of bytes 0..28).
-fn from_earlier_boot(path: &Path) {
-    let mut b = std::fs::read(path).unwrap();
-    if b.len() < 32 {
-        return;
-    }
-    b[12..28].fill(0);
-    let crc = crc32fast::hash(&b[..28]);
-    b[28..32].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(path, b).unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -17,67 +17,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amber::testing::{FaultVfs, IoFault, IoOp};
-use amber::{BucketConfig, Config, ErrorKind, Object, Store, Tuning, ValueRef};
+use amber::{ErrorKind, Object, Store};
+
+#[path = "support/faults.rs"]
+mod faults;
+
+use faults::{create_table, turn, vfs_config as config};
 
 const TURNS: u32 = 12;
 
-fn config(dir: &std::path::Path) -> Config {
-    Config::new(dir)
-        .with_bucket(BucketConfig::Disabled)
-        .with_tuning(Tuning {
-            // Checkpoints every few turns, so syncs and truncates of the
-            // database and WAL come up too.
-            checkpoint_pages: 8,
-            sqlite_vfs: Some(FaultVfs::NAME.to_string()),
-            ..Tuning::default()
-        })
-}
-
-fn value(i: u32) -> Vec<u8> {
-    format!("value {i} ")
-        .repeat(40 + i as usize * 17)
-        .into_bytes()
-}
-
-/// One turn: key `k{i}` and row `i`, committed together.
-fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
-    o.put(&format!("k{i}"), &value(i))?;
-    let v = value(i);
-    o.exec(
-        "INSERT INTO t (i, v) VALUES (?, ?)",
-        &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&v)],
-    )?;
-    o.end_turn()?.wait_timeout(Duration::from_secs(30))?;
-    Ok(())
-}
-
-/// The turns present in the object, each checked whole.
 fn present(o: &mut Object) -> Vec<u32> {
-    let mut out = Vec::new();
-    for i in 0..TURNS {
-        let kv = o.get(&format!("k{i}")).unwrap();
-        let rows = o
-            .exec(
-                "SELECT count(*) FROM t WHERE i = ?",
-                &[ValueRef::Integer(i64::from(i))],
-            )
-            .unwrap()
-            .one()
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .as_i64()
-            .unwrap();
-        match (kv, rows) {
-            (Some(v), 1) => {
-                assert_eq!(&v[..], &value(i)[..], "turn {i}'s value is damaged");
-                out.push(i);
-            }
-            (None, 0) => {}
-            (kv, rows) => panic!("turn {i} is half there: kv {:?}, rows {rows}", kv.is_some()),
-        }
-    }
-    out
+    faults::present(o, TURNS)
 }
 
 /// Runs the workload with the n-th matching operation failing; returns
@@ -86,9 +36,7 @@ fn run(ops: &[IoOp], fault: IoFault, torn: bool, n: u64) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).unwrap();
     let mut o = store.open_object("room").unwrap();
-    o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
-        .unwrap();
-    o.end_turn().unwrap().wait().unwrap();
+    create_table(&mut o).unwrap();
     let mut acked = BTreeMap::new();
     let mut failed = None;
     FaultVfs::arm(ops, n, fault, torn, "/objects/");
@@ -207,9 +155,7 @@ fn a_failed_journal_fsync_acknowledges_nothing_more_until_the_store_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).unwrap();
     let mut o = store.open_object("room").unwrap();
-    o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
-        .unwrap();
-    o.end_turn().unwrap().wait().unwrap();
+    create_table(&mut o).unwrap();
     for i in 0..4 {
         turn(&mut o, i).unwrap();
     }
@@ -252,9 +198,7 @@ fn a_failed_journal_append_breaks_only_its_object() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(config(dir.path())).unwrap();
         let mut o = store.open_object("room").unwrap();
-        o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
-            .unwrap();
-        o.end_turn().unwrap().wait().unwrap();
+        create_table(&mut o).unwrap();
         for i in 0..3 {
             turn(&mut o, i).unwrap();
         }

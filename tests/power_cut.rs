@@ -18,80 +18,20 @@
 //! most the turn that was in flight; nothing else; `integrity_check`
 //! passes; the object takes writes.
 
-use std::path::Path;
 use std::time::Duration;
 
 use amber::testing::FaultVfs;
-use amber::{BucketConfig, Config, Object, Store, Tuning, ValueRef};
+use amber::{Object, Store};
+
+#[path = "support/faults.rs"]
+mod faults;
+
+use faults::{create_table, reboot_journal, turn, value, vfs_config as config};
 
 const TURNS: u32 = 10;
 
-fn config(dir: &Path) -> Config {
-    Config::new(dir)
-        .with_bucket(BucketConfig::Disabled)
-        .with_tuning(Tuning {
-            checkpoint_pages: 8,
-            sqlite_vfs: Some(FaultVfs::NAME.to_string()),
-            ..Tuning::default()
-        })
-}
-
-fn value(i: u32) -> Vec<u8> {
-    format!("turn {i} ")
-        .repeat(60 + i as usize * 23)
-        .into_bytes()
-}
-
-fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
-    let v = value(i);
-    o.put(&format!("k{i}"), &v)?;
-    o.exec(
-        "INSERT INTO t (i, v) VALUES (?, ?)",
-        &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&v)],
-    )?;
-    o.end_turn()?.wait_timeout(Duration::from_secs(30))?;
-    Ok(())
-}
-
 fn present(o: &mut Object) -> Vec<u32> {
-    let mut out = Vec::new();
-    for i in 0..TURNS {
-        let kv = o.get(&format!("k{i}")).unwrap();
-        let rows = o
-            .exec(
-                "SELECT count(*) FROM t WHERE i = ? AND v = ?",
-                &[ValueRef::Integer(i64::from(i)), ValueRef::Blob(&value(i))],
-            )
-            .unwrap()
-            .one()
-            .unwrap()
-            .get(0)
-            .unwrap()
-            .as_i64()
-            .unwrap();
-        match (kv, rows) {
-            (Some(v), 1) if v[..] == value(i)[..] => out.push(i),
-            (None, 0) => {}
-            (kv, rows) => panic!(
-                "turn {i} is half there or damaged: kv {:?}, rows {rows}",
-                kv.map(|v| v.len())
-            ),
-        }
-    }
-    out
-}
-
-/// Marks a journal file as written in an earlier boot (docs/format.md:
-/// bytes 12..28 the boot id, 28..32 a CRC-32 of bytes 0..28).
-fn from_earlier_boot(path: &Path) {
-    let mut b = std::fs::read(path).unwrap();
-    if b.len() < 32 {
-        return;
-    }
-    b[12..28].fill(0);
-    let crc = crc32fast::hash(&b[..28]);
-    b[28..32].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(path, b).unwrap();
+    faults::present(o, TURNS)
 }
 
 /// One run with the cut at the n-th step: `None` when the workload ended
@@ -102,9 +42,7 @@ fn run(n: u64) -> Option<usize> {
         // The object exists (and is durable) before the cuts begin.
         let store = Store::open(config(dir.path())).unwrap();
         let mut o = store.open_object("room").unwrap();
-        o.exec("CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB)", &[])
-            .unwrap();
-        o.end_turn().unwrap().wait().unwrap();
+        create_table(&mut o).unwrap();
     }
     FaultVfs::track(true, "/objects/");
     FaultVfs::cut_at(n);
@@ -132,14 +70,7 @@ fn run(n: u64) -> Option<usize> {
     if !cut {
         return None;
     }
-    for e in std::fs::read_dir(dir.path().join("journal"))
-        .unwrap()
-        .flatten()
-    {
-        if e.path().extension().is_some_and(|x| x == "jnl") {
-            from_earlier_boot(&e.path());
-        }
-    }
+    reboot_journal(dir.path());
     let store = Store::open(config(dir.path()))
         .unwrap_or_else(|e| panic!("n={n}: the store did not open after the cut: {e}"));
     let mut o = store
@@ -221,13 +152,7 @@ fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object(
         if !cut {
             break;
         }
-        // (No journal yet if the cut came before the first commit.)
-        let journal = std::fs::read_dir(dir.path().join("journal"));
-        for e in journal.into_iter().flatten().flatten() {
-            if e.path().extension().is_some_and(|x| x == "jnl") {
-                from_earlier_boot(&e.path());
-            }
-        }
+        reboot_journal(dir.path());
         let store = Store::open(config(dir.path()))
             .unwrap_or_else(|e| panic!("n={n}: the store did not open after the cut: {e}"));
         for i in &acked {

@@ -28,6 +28,9 @@
 //!
 //! `AMBER_POWER_SEEDS` (default 12) sets the number of seeded runs.
 
+#[path = "support/faults.rs"]
+mod faults;
+
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
@@ -35,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use amber::testing::SplitMix;
 use amber::{BucketConfig, Config, JournalOptions, ListOptions, Store, Tuning};
+use faults::from_earlier_boot;
 
 type Kv = BTreeMap<String, Vec<u8>>;
 
@@ -160,20 +164,6 @@ fn lose_tail(rng: &mut SplitMix, path: &Path, durable: u64, end: u64) {
         f.seek(SeekFrom::Start(at)).unwrap();
         f.write_all(&junk).unwrap();
     }
-}
-
-/// Marks a journal file as written in an unknown (earlier) boot, as
-/// docs/format.md lays the header out: bytes 12..28 hold the boot id,
-/// 28..32 a CRC-32 of bytes 0..28.
-fn from_earlier_boot(path: &Path) {
-    let mut b = std::fs::read(path).unwrap();
-    if b.len() < 32 {
-        return;
-    }
-    b[12..28].fill(0);
-    let crc = crc32fast::hash(&b[..28]);
-    b[28..32].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(path, b).unwrap();
 }
 
 struct Run {

@@ -5,7 +5,8 @@
 //!
 //! A store opens its objects' databases through it when
 //! `Tuning::sqlite_vfs` names it. Only files whose path contains the armed
-//! filter count, so a test can aim at objects and leave the catalog alone.
+//! filter count (checked at each operation), so a test can aim at objects
+//! and leave the catalog alone.
 //! The plan is process-wide (SQLite's VFS table is): tests that arm it must
 //! not run at once (`FaultVfs::exclusive`).
 //!
@@ -179,7 +180,7 @@ impl FaultVfs {
 /// For a tracked file's write, sync or truncate: `Err(code)` if the power
 /// is (or goes) out, else whether to keep an undo record.
 fn powered(file: &FaultFile, code: c_int) -> Result<bool, c_int> {
-    if !file.target || !TRACK.load(Ordering::SeqCst) {
+    if !TRACK.load(Ordering::SeqCst) || !file.targeted() {
         return Ok(false);
     }
     if FROZEN.load(Ordering::SeqCst) {
@@ -256,7 +257,7 @@ pub(crate) fn strike_path(op: IoOp, path: &std::path::Path) -> Option<std::io::E
 
 /// Whether this operation on a targeted file fails now.
 fn strike(op: IoOp, file: &FaultFile) -> bool {
-    if !file.target || OPS.load(Ordering::SeqCst) & op as u32 == 0 {
+    if OPS.load(Ordering::SeqCst) & op as u32 == 0 || !file.targeted() {
         return false;
     }
     SEEN.fetch_add(1, Ordering::SeqCst);
@@ -282,10 +283,18 @@ fn code(op: IoOp) -> c_int {
 #[repr(C)]
 struct FaultFile {
     base: ffi::sqlite3_file,
-    target: bool,
     real: *mut ffi::sqlite3_file,
     /// Owned: written by `x_open`, dropped by `io_close`.
     path: String,
+}
+
+impl FaultFile {
+    /// Whether the current plan aims at this file (decided per operation,
+    /// so a plan armed after the file opened still reaches it).
+    fn targeted(&self) -> bool {
+        let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner());
+        !filter.is_empty() && self.path.contains(filter.as_str())
+    }
 }
 
 /// The wrapped VFS, kept in `pAppData`.
@@ -337,8 +346,6 @@ unsafe extern "C" fn x_open(
         } else {
             CStr::from_ptr(name).to_string_lossy().into_owned()
         };
-        let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (*ff).target = !filter.is_empty() && path.contains(&filter);
         (*ff).path = path;
         let rc = ((*real).xOpen.expect("the real VFS opens files"))(
             real, name, real_file, flags, out_flags,

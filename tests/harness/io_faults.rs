@@ -19,7 +19,7 @@ use std::path::Path;
 use amber::testing::{FaultVfs, IoFault, IoOp};
 use amber::{BucketConfig, Config, ErrorKind, Object, Store, Tuning, ValueRef};
 
-use super::Input;
+use super::{copy_tree, Input};
 
 type Map = BTreeMap<String, Vec<u8>>;
 
@@ -121,18 +121,6 @@ fn settle(o: &mut Object, acked: &Model, maybe: Option<&Model>, what: &str) -> M
         return got;
     }
     panic!("{what}: the object holds neither the acknowledged state nor the failed turn whole");
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
 }
 
 fn arm(inp: &mut Input<'_>) {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use amber::{BucketConfig, Config, Error, ListOptions, Object, Store, Tuning, ValueRef};
 
-use super::Input;
+use super::{copy_tree, Input};
 
 type Map = BTreeMap<String, Vec<u8>>;
 
@@ -103,19 +103,6 @@ fn model_list(kv: &Map, o: &ListOptions) -> Vec<(String, Vec<u8>)> {
         v.truncate(l);
     }
     v
-}
-
-/// Copies a directory tree as it is on disk right now.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
 }
 
 /// One operation on the live object and the model of the open turn.

@@ -71,3 +71,16 @@ impl<'a> Input<'a> {
         &self.data[start..]
     }
 }
+
+/// Copies a directory tree as it is on disk right now.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}

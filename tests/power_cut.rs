@@ -173,3 +173,70 @@ fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object(
     eprintln!("power cut at each of {} creation steps", n - 1);
     assert!(n > 6, "only {} steps: the VFS is not in the path", n - 1);
 }
+
+/// A journal that lacks a commit an object needs, under later records an
+/// fsync vouched for, is refused, not skipped: after a power cut that
+/// took the object's unsynced WAL, one whole journal file is removed (as
+/// a lost or deleted file would be), and `Store::open` fails with
+/// `Corruption` naming the object, rather than opening it without the
+/// acknowledged commits of the lost file.
+#[test]
+fn a_journal_gap_under_vouched_records_is_refused_as_corruption() {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    // Small journal files, and no checkpoint: the commits live in the WAL
+    // and the journal only.
+    let config = |d: &std::path::Path| {
+        let mut c =
+            config(d).with_journal(amber::JournalOptions::default().with_file_bytes(64 << 10));
+        c.tuning.checkpoint_pages = 100_000;
+        c
+    };
+    let id = {
+        let store = Store::open(config(dir.path())).unwrap();
+        let mut o = store.open_object("room").unwrap();
+        create_table(&mut o).unwrap();
+        o.id()
+    };
+    let journal = dir.path().join("journal");
+    let files = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&journal);
+    FaultVfs::track(true, "/objects/");
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        let mut o = store.open_object("room").unwrap();
+        for i in 0..TURNS {
+            turn(&mut o, i).unwrap();
+        }
+        for i in 0..40u32 {
+            o.put(&format!("extra{i}"), &value(i)).unwrap();
+            o.end_turn().unwrap().wait().unwrap();
+        }
+        FaultVfs::cut_now();
+    }
+    let undone = FaultVfs::power_off();
+    assert!(undone > 0, "the cut took nothing");
+    let new: Vec<_> = files(&journal)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert!(new.len() >= 2, "the commits fit one journal file: {new:?}");
+    reboot_journal(dir.path());
+    std::fs::remove_file(&new[0]).unwrap();
+    let e = Store::open(config(dir.path()))
+        .and_then(|s| s.open_object("room").map(|_| ()))
+        .unwrap_err();
+    eprintln!("refused: {e}");
+    assert_eq!(e.kind(), amber::ErrorKind::Corruption, "{e}");
+    assert!(e.message().contains(&id.to_string()), "{e}");
+}

@@ -259,3 +259,47 @@ fn a_reopened_store_continues_in_a_new_stream() {
     assert_eq!(keys["end"], OBJECTS, "only the second closed: {keys:?}");
     check_every_commit(&bucket, &states);
 }
+
+/// A handle dropped while its last commit is still in flight, and the
+/// object opened again at once in the same store: the new handle must not
+/// ship that commit a second time into the same span (the index would hold
+/// overlapping runs, which readers refuse). Found by `tests/cluster_sim.rs`
+/// (seed 18: a stampede reopened the object mid-upload).
+#[test]
+fn a_reopen_while_the_last_commit_is_in_flight_keeps_the_index_in_order() {
+    let (bucket, faulty) = bucket();
+    let dir = tempfile::tempdir().unwrap();
+    // Every span's runs are indexed when the span ends (at close).
+    let pitr = PitrConfig {
+        index_interval: Duration::ZERO,
+        ..PitrConfig::default()
+    };
+    let s = store(dir.path(), &bucket, pitr);
+    faulty.set_faults(amber::testing::Faults {
+        delay: 1000,
+        max_delay: Duration::from_millis(40),
+        ..amber::testing::Faults::none()
+    });
+    for round in 0..5u32 {
+        let mut o = s.open_object("room").unwrap();
+        o.put("k", &round.to_le_bytes()).unwrap();
+        let _in_flight = o.end_turn().unwrap();
+        drop(o);
+    }
+    let mut o = s.open_object("room").unwrap();
+    o.put("k", b"last").unwrap();
+    o.end_turn()
+        .unwrap()
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap();
+    drop(o);
+    faulty.set_faults(amber::testing::Faults::none());
+    drop(s);
+    let s = store(
+        tempfile::tempdir().unwrap().path(),
+        &bucket,
+        PitrConfig::default(),
+    );
+    let report = s.verify("room").unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

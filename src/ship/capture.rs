@@ -80,6 +80,7 @@ impl ObjectShip {
         now_ms: u64,
         commits: &[WalCommit],
     ) -> Result<ShipPlan> {
+        shipper.wait_previous(id);
         let inner = match read_hint(catalog, &id, dir).filter(|h| h.epoch == epoch) {
             Some(h) => h,
             None => {

@@ -90,6 +90,20 @@ impl Shipper {
         self.log.is_some()
     }
 
+    /// Before a new handle of `id` reads its shipped position: waits until
+    /// no earlier handle of `id` still ships through the shared log (one
+    /// dropped with its last commits in flight). Otherwise both would ship
+    /// those commits into one span, and its index would hold overlapping
+    /// runs, which readers refuse. Bounded by `gate::SHIPPED_WAIT`, in real
+    /// time: it waits for uploads, not for the store's clock.
+    pub(crate) fn wait_previous(&self, id: crate::id::ObjectId) {
+        let Some(log) = &self.log else { return };
+        let until = std::time::Instant::now() + gate::SHIPPED_WAIT;
+        while log.shipping(id) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Runs `f(bucket)` on the store's runtime and waits for its answer.
     pub(crate) fn on_bucket<Fut>(&self, f: impl FnOnce(Bucket) -> Fut) -> Fut::Output
     where

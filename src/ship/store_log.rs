@@ -141,6 +141,15 @@ impl StoreLog {
         lock(&self.inner)
     }
 
+    /// Whether a handle of `id` still ships here: open, or closed with
+    /// records or a snapshot not yet landed.
+    pub(super) fn shipping(&self, id: ObjectId) -> bool {
+        self.lock()
+            .spans
+            .iter()
+            .any(|(k, s)| k.0 == id && lock(&s.state).handles > 0)
+    }
+
     /// A handle of `id` at `epoch` starts shipping here.
     pub(super) fn open_handle(&self, id: ObjectId, epoch: u64) {
         let mut l = self.lock();

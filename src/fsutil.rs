@@ -35,11 +35,15 @@ pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
 pub(crate) const LOW_SPACE_BYTES: u64 = 1 << 20;
 
 /// Test seam for files amber writes itself: with the `testing` feature, an
-/// I/O fault armed through `testing::FaultVfs` whose filter matches `path`
-/// fails this write (`write`) or sync here, as the disk would. Without the
-/// feature it is nothing.
+/// I/O fault armed through `testing::FaultVfs` whose filter matches the
+/// file fails this write (`write`) or sync here, as the disk would. `path`
+/// is built only when a plan is armed; without the feature this is
+/// nothing, so the commit path pays nothing for it.
 #[inline]
-pub(crate) fn fault_point(write: bool, path: &Path) -> std::io::Result<()> {
+pub(crate) fn fault_point(
+    write: bool,
+    path: impl FnOnce() -> std::path::PathBuf,
+) -> std::io::Result<()> {
     #[cfg(feature = "testing")]
     {
         use crate::testing::IoOp;
@@ -48,6 +52,7 @@ pub(crate) fn fault_point(write: bool, path: &Path) -> std::io::Result<()> {
             return Err(e);
         }
     }
+    #[cfg(not(feature = "testing"))]
     let _ = (write, path);
     Ok(())
 }

@@ -12,7 +12,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersio
 use std::sync::Arc;
 
 use super::record::{FenceRecord, OwnerRecord};
-use super::{random_u64, read_lease_at, Cluster};
+use super::{get_record, random_u64, read_lease_at, Cluster};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
@@ -190,21 +190,14 @@ pub(crate) async fn read_owner(
     id: &ObjectId,
 ) -> Result<Option<(OwnerRecord, UpdateVersion)>> {
     let key = bucket.layout().owner(id);
-    match bucket.store().get(&key).await {
-        Ok(r) => {
-            let ver = UpdateVersion {
-                e_tag: r.meta.e_tag.clone(),
-                version: r.meta.version.clone(),
-            };
-            let bytes = r
-                .bytes()
-                .await
-                .map_err(|e| store_error("reading an ownership record", e))?;
-            Ok(Some((OwnerRecord::from_json(&bytes)?, ver)))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(store_error("reading an ownership record", e)),
-    }
+    let Some((bytes, meta)) = get_record(bucket, &key, "reading an ownership record").await? else {
+        return Ok(None);
+    };
+    let ver = UpdateVersion {
+        e_tag: meta.e_tag,
+        version: meta.version,
+    };
+    Ok(Some((OwnerRecord::from_json(&bytes)?, ver)))
 }
 
 /// Highest epoch the bucket has a directory for.

@@ -226,16 +226,9 @@ impl Cluster {
         let key = self.bucket.layout().fence(inc);
         let bucket = self.bucket.clone();
         self.spawner.block_on(async move {
-            match bucket.store().get(&key).await {
-                Ok(r) => {
-                    let bytes = r
-                        .bytes()
-                        .await
-                        .map_err(|e| store_error("reading a fence record", e))?;
-                    Ok(Some(FenceRecord::from_json(&bytes)?))
-                }
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(store_error("reading a fence record", e)),
+            match get_record(&bucket, &key, "reading a fence record").await? {
+                Some((b, _)) => Ok(Some(FenceRecord::from_json(&b)?)),
+                None => Ok(None),
             }
         })
     }
@@ -297,21 +290,30 @@ impl Drop for Cluster {
     }
 }
 
+/// GETs one of cluster mode's small records (`what` names it in errors):
+/// its bytes and metadata, or `None` if it does not exist.
+async fn get_record(
+    bucket: &Bucket,
+    key: &object_store::path::Path,
+    what: &str,
+) -> Result<Option<(bytes::Bytes, object_store::ObjectMeta)>> {
+    match bucket.store().get(key).await {
+        Ok(r) => {
+            let meta = r.meta.clone();
+            let bytes = r.bytes().await.map_err(|e| store_error(what, e))?;
+            Ok(Some((bytes, meta)))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_error(what, e)),
+    }
+}
+
 async fn read_lease_at(
     bucket: &Bucket,
     key: &object_store::path::Path,
 ) -> Result<Option<LeaseRecord>> {
-    match bucket.store().get(key).await {
-        Ok(r) => {
-            let bytes = r
-                .bytes()
-                .await
-                .map_err(|e| store_error("reading a lease", e))?;
-            Ok(LeaseRecord::from_json(&bytes).ok())
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(store_error("reading a lease", e)),
-    }
+    let got = get_record(bucket, key, "reading a lease").await?;
+    Ok(got.and_then(|(b, _)| LeaseRecord::from_json(&b).ok()))
 }
 
 /// `host:port`, with a port, and not an unspecified address (0.0.0.0 or

@@ -310,7 +310,7 @@ impl Journal {
         let (gen, file, end) = active_file(inner, &mut st, buf.len() as u64)?;
         let synced_to = st.files.get(&gen).map_or(0, |f| f.synced_to);
         format::seal(&mut buf, unsealed, synced_to);
-        let written = crate::fsutil::fault_point(true, &inner.dir.join(files::name(gen)))
+        let written = crate::fsutil::fault_point(true, || inner.dir.join(files::name(gen)))
             .and_then(|()| file.write_all_at(&buf, end));
         if let Err(e) = written {
             // Nothing moved: the next record overwrites whatever part of
@@ -493,7 +493,7 @@ fn sync_loop(inner: &Inner) {
         };
         let mut result = Ok(());
         for (gen, file, dir_first, covers) in &targets {
-            result = crate::fsutil::fault_point(false, &inner.dir.join(files::name(*gen)))
+            result = crate::fsutil::fault_point(false, || inner.dir.join(files::name(*gen)))
                 .and_then(|()| file.sync_data())
                 .map_err(|e| Error::io(format!("fsync journal file {}", files::name(*gen)), e));
             inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);

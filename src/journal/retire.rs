@@ -30,7 +30,13 @@ pub(super) fn retire_loop(inner: &Inner) {
                 // On a nearly full disk the spare would take the space
                 // commits need, and every sealed file should go: its
                 // objects' own files hold its commits once they are synced.
+                // (statvfs without the lock appends take.)
+                drop(st);
                 let free = crate::fsutil::free_bytes(&inner.dir);
+                st = inner.lock();
+                if st.shutdown {
+                    return;
+                }
                 let file_bytes = inner.opts.file_bytes;
                 let room_for_spare = free.is_none_or(|f| f >= file_bytes.saturating_mul(2));
                 let low = free.is_some_and(|f| {

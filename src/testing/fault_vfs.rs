@@ -230,13 +230,21 @@ unsafe fn save(f: *mut ffi::sqlite3_file, off: i64, n: i64) {
 
 /// The same plan for files amber writes itself (the store journal): the
 /// error to fail this operation on `path` with, if it fails now.
-pub(crate) fn strike_path(op: IoOp, path: &std::path::Path) -> Option<std::io::Error> {
-    if FROZEN.load(Ordering::SeqCst) && path.to_string_lossy().contains("/journal/") {
-        // The power is out: the journal's writes and syncs go nowhere.
-        return Some(std::io::Error::from_raw_os_error(libc::EIO));
-    }
-    if OPS.load(Ordering::SeqCst) & op as u32 == 0 {
+pub(crate) fn strike_path(
+    op: IoOp,
+    path: impl FnOnce() -> std::path::PathBuf,
+) -> Option<std::io::Error> {
+    let frozen = FROZEN.load(Ordering::SeqCst);
+    if !frozen && OPS.load(Ordering::SeqCst) & op as u32 == 0 {
         return None;
+    }
+    let path = path();
+    if frozen {
+        // The power is out: the journal's writes and syncs go nowhere.
+        return path
+            .to_string_lossy()
+            .contains("/journal/")
+            .then(|| std::io::Error::from_raw_os_error(libc::EIO));
     }
     let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if filter.is_empty() || !path.to_string_lossy().contains(&filter) {
@@ -298,8 +306,11 @@ impl FaultFile {
 }
 
 /// The wrapped VFS, kept in `pAppData`.
-fn real_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
-    // SAFETY: every VFS this module builds stores the real one there.
+///
+/// # Safety
+/// `vfs` must be the VFS `make_vfs` built (SQLite passes it back to us).
+unsafe fn real_vfs(vfs: *mut ffi::sqlite3_vfs) -> *mut ffi::sqlite3_vfs {
+    // SAFETY: caller's promise; that VFS stores the real one there.
     unsafe { (*vfs).pAppData as *mut ffi::sqlite3_vfs }
 }
 
@@ -310,7 +321,7 @@ unsafe fn make_vfs(real: *mut ffi::sqlite3_vfs) -> ffi::sqlite3_vfs {
     // replace the ones we wrap.
     let mut v: ffi::sqlite3_vfs = unsafe { ptr::read(real) };
     v.iVersion = v.iVersion.min(2);
-    v.szOsFile = (std::mem::size_of::<FaultFile>() as c_int) + unsafe { (*real).szOsFile };
+    v.szOsFile += std::mem::size_of::<FaultFile>() as c_int;
     v.zName = c"amber-fault".as_ptr();
     v.pNext = ptr::null_mut();
     v.pAppData = real as *mut c_void;
@@ -330,7 +341,8 @@ unsafe extern "C" fn x_open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    let real = real_vfs(vfs);
+    // SAFETY: SQLite calls us with the VFS we registered.
+    let real = unsafe { real_vfs(vfs) };
     let ff = file as *mut FaultFile;
     // SAFETY: SQLite hands us `szOsFile` bytes at `file`; the real file
     // goes right after our header, suitably aligned (FaultFile's size is
@@ -365,9 +377,12 @@ unsafe extern "C" fn x_delete(
     name: *const c_char,
     sync: c_int,
 ) -> c_int {
-    let real = real_vfs(vfs);
-    // SAFETY: forwarding SQLite's own arguments to the real VFS.
-    unsafe { ((*real).xDelete.expect("xDelete"))(real, name, sync) }
+    // SAFETY: SQLite calls us with the VFS we registered, and its own
+    // arguments go to the real VFS unchanged.
+    unsafe {
+        let real = real_vfs(vfs);
+        ((*real).xDelete.expect("xDelete"))(real, name, sync)
+    }
 }
 
 unsafe extern "C" fn x_access(
@@ -376,9 +391,12 @@ unsafe extern "C" fn x_access(
     flags: c_int,
     out: *mut c_int,
 ) -> c_int {
-    let real = real_vfs(vfs);
-    // SAFETY: forwarding SQLite's own arguments to the real VFS.
-    unsafe { ((*real).xAccess.expect("xAccess"))(real, name, flags, out) }
+    // SAFETY: SQLite calls us with the VFS we registered, and its own
+    // arguments go to the real VFS unchanged.
+    unsafe {
+        let real = real_vfs(vfs);
+        ((*real).xAccess.expect("xAccess"))(real, name, flags, out)
+    }
 }
 
 unsafe extern "C" fn x_full_pathname(
@@ -387,9 +405,12 @@ unsafe extern "C" fn x_full_pathname(
     n: c_int,
     out: *mut c_char,
 ) -> c_int {
-    let real = real_vfs(vfs);
-    // SAFETY: forwarding SQLite's own arguments to the real VFS.
-    unsafe { ((*real).xFullPathname.expect("xFullPathname"))(real, name, n, out) }
+    // SAFETY: SQLite calls us with the VFS we registered, and its own
+    // arguments go to the real VFS unchanged.
+    unsafe {
+        let real = real_vfs(vfs);
+        ((*real).xFullPathname.expect("xFullPathname"))(real, name, n, out)
+    }
 }
 
 /// The real file's methods.
@@ -507,7 +528,10 @@ unsafe extern "C" fn io_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
 /// Generates a method that forwards to the real file unchanged.
 macro_rules! forward {
     ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
-        unsafe extern "C" fn $name(f: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+        forward!($name, $field, ($($arg: $ty),*) -> c_int);
+    };
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        unsafe extern "C" fn $name(f: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> $ret {
             // SAFETY: forwarding SQLite's arguments for a file opened
             // through us.
             unsafe {
@@ -530,30 +554,9 @@ forward!(
     xShmMap,
     (region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void)
 );
-
-unsafe extern "C" fn io_sector_size(f: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: forwarding for a file opened through us.
-    unsafe {
-        let (r, m) = real(f);
-        (m.xSectorSize.expect("xSectorSize"))(r)
-    }
-}
-
-unsafe extern "C" fn io_device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: forwarding for a file opened through us.
-    unsafe {
-        let (r, m) = real(f);
-        (m.xDeviceCharacteristics.expect("xDeviceCharacteristics"))(r)
-    }
-}
-
-unsafe extern "C" fn io_shm_barrier(f: *mut ffi::sqlite3_file) {
-    // SAFETY: forwarding for a file opened through us.
-    unsafe {
-        let (r, m) = real(f);
-        (m.xShmBarrier.expect("xShmBarrier"))(r)
-    }
-}
+forward!(io_sector_size, xSectorSize, ());
+forward!(io_device_characteristics, xDeviceCharacteristics, ());
+forward!(io_shm_barrier, xShmBarrier, () -> ());
 
 /// Version 2: WAL's shared memory, and no memory-mapped reads (version 3),
 /// which would bypass `xRead`.

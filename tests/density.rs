@@ -106,7 +106,7 @@ fn open_fds() -> usize {
 /// Counts, not times: the files an object keeps at rest, and the
 /// descriptors it holds while open and after it closes.
 #[test]
-fn an_object_keeps_two_files_at_rest_and_four_descriptors_while_open() {
+fn an_object_keeps_two_files_at_rest_and_two_descriptors_while_open() {
     use amber::{BucketConfig, Config, Store};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(Config::new(dir.path()).with_bucket(BucketConfig::Disabled)).unwrap();
@@ -135,7 +135,9 @@ fn an_object_keeps_two_files_at_rest_and_four_descriptors_while_open() {
         "{before} descriptors before, {after} after"
     );
     let per_open = (with_open - after) as f64 / 20.0;
-    assert!(per_open <= 4.0, "{per_open} descriptors per open object");
+    // The database and its WAL; the object lock is a range of the
+    // store's `locks` file, and the WAL tap reads through SQLite's handle.
+    assert!(per_open <= 2.0, "{per_open} descriptors per open object");
     for d in dirs {
         let mut files: Vec<String> = std::fs::read_dir(&d)
             .unwrap()

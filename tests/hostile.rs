@@ -98,6 +98,7 @@ fn object_names_at_and_past_the_limit() {
         "store.key",
         "bucket",
         "journal",
+        "locks",
         "catalog.db",
         "catalog.db-wal",
         "catalog.db-shm"

@@ -161,7 +161,7 @@ fn file_descriptors_per_object_are_bounded_and_never_leak() {
     // Measured: the lock file, the database, and three handles on the WAL
     // (SQLite's, the one the syncer fsyncs through, and the one log
     // shipping reads commits from). Five each, whatever the load.
-    assert!(open <= 5 * n, "{open} fds for {n} objects");
+    assert!(open <= 2 * n, "{open} fds for {n} objects");
     drop(objects);
     assert!(
         open_fds() <= base + 2,

@@ -10,6 +10,7 @@ mod activate;
 mod alarm;
 mod cache;
 mod kv;
+pub(crate) mod lock;
 mod open;
 mod remove;
 pub(crate) mod replay;
@@ -21,7 +22,6 @@ mod shared;
 mod sql;
 mod txn;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,7 +36,8 @@ use crate::sqlite::{Connection, ValueRef};
 
 use cache::KvCache;
 pub use kv::{ListOptions, ReadOptions, WriteOptions};
-pub(crate) use open::{lock_object, NAME_FILE};
+pub(crate) use lock::{ObjectLock, ObjectLocks};
+pub(crate) use open::NAME_FILE;
 pub(crate) use remove::{finish_local, remove_local};
 pub(crate) use restore::{local_name, local_position};
 pub(crate) use shared::{OpenGuard, Shared, OBJECTS_DIR};
@@ -86,7 +87,7 @@ pub struct Object {
     epoch: u64,
     /// Cluster mode: the ownership this handle was opened under.
     fence: Option<Fence>,
-    _lock: File,
+    _lock: ObjectLock,
     _guard: OpenGuard,
 }
 
@@ -315,7 +316,7 @@ impl Object {
             let frames = self.conn.wal_state().frames.get();
             let commits = self
                 .tap
-                .read_new(frames)
+                .read_new(&self.conn, frames)
                 .map_err(|e| Error::io(format!("read {}", self.tap.path().display()), e))?;
             if commits.is_empty() {
                 return Err(Error::new(

@@ -1,7 +1,6 @@
 //! Opening an object: lock it, let cluster mode claim it, run a pending
 //! restore, open and configure its database, and start shipping.
 
-use std::fs::File;
 use std::sync::Arc;
 
 use super::cache::KvCache;
@@ -68,7 +67,7 @@ impl Object {
         } else {
             fsutil::create_dir_durable(&dir)?;
         }
-        let Some(lock) = lock_object(&dir)? else {
+        let Some(lock) = shared.locks.try_lock(&id)? else {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!("object `{name}` is open in another process"),
@@ -123,7 +122,7 @@ impl Object {
         // The tap starts at the WAL's end; shipping learns what it holds.
         let mut tap = WalTap::new(dir.join("db-wal"));
         let in_wal = if shared.journal.is_some() || shared.shipper.is_some() {
-            tap.read_all()
+            tap.read_all(&conn)
                 .map_err(|e| Error::io(format!("read {}", tap.path().display()), e))?
         } else {
             Vec::new()
@@ -265,21 +264,6 @@ fn is_new_dir(dir: &std::path::Path) -> bool {
     match std::fs::read_dir(dir) {
         Ok(mut rd) => rd.next().is_none(),
         Err(_) => true,
-    }
-}
-
-/// Takes the object's process-wide lock, `flock` on its directory, held
-/// as long as the returned handle; `None` when another process holds it.
-/// The directory, unlike a file in it, is never renamed or replaced (a
-/// restore swaps the database), and needs no file of its own.
-pub(crate) fn lock_object(dir: &std::path::Path) -> Result<Option<File>> {
-    let lock = File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(Some(lock)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::io(format!("lock {}", dir.display()), e))
-        }
     }
 }
 

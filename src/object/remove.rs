@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{lock_object, Shared};
+use super::Shared;
 use crate::catalog::Tombstone;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
@@ -46,7 +46,7 @@ pub(crate) fn finish_local(shared: &Shared, id: &ObjectId, t: &Tombstone) -> Res
     }
     let dir = shared.object_dir(id);
     if dir.is_dir() {
-        let Some(_lock) = lock_object(&dir)? else {
+        let Some(_lock) = shared.locks.try_lock(id)? else {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!("deleted object {id} is open in another process"),

@@ -11,8 +11,9 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::OBJECTS_DIR;
+use super::{ObjectLocks, OBJECTS_DIR};
 use crate::catalog::{Catalog, ALARM_UNKNOWN};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,11 +31,12 @@ pub(crate) fn replay_file(
     journal: &Journal,
     config: &Config,
     catalog: &Catalog,
+    locks: &Arc<ObjectLocks>,
     file: ReplayFile,
 ) -> Result<()> {
     let ids: Vec<ObjectId> = file.objects().collect();
     for id in ids {
-        replay_object(config, catalog, &file, id)?;
+        replay_object(config, catalog, locks, &file, id)?;
     }
     // The rows go to disk before the file that could put them back.
     catalog.sync(false)?;
@@ -44,6 +46,7 @@ pub(crate) fn replay_file(
 fn replay_object(
     config: &Config,
     catalog: &Catalog,
+    locks: &Arc<ObjectLocks>,
     file: &ReplayFile,
     id: ObjectId,
 ) -> Result<()> {
@@ -73,7 +76,7 @@ fn replay_object(
             return Err(gone(&dir, &id));
         }
     }
-    let Some(_lock) = super::open::lock_object(&dir)? else {
+    let Some(_lock) = locks.try_lock(&id)? else {
         // Another process of this boot has it open: it replayed the journal
         // itself when its store opened, before it could open the object.
         return Ok(());

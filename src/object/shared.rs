@@ -7,6 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::ObjectLocks;
 use crate::background::Background;
 use crate::catalog::Catalog;
 use crate::cluster::Cluster;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     /// Every object by name, with its next alarm (`catalog.rs`).
     pub(crate) catalog: Arc<Catalog>,
     open: Mutex<HashSet<ObjectId>>,
+    /// Which process has which object (`lock.rs`).
+    pub(crate) locks: Arc<ObjectLocks>,
     /// The store's async runtime, held for its `Drop`; declared last so
     /// it goes after everything that spawns on it.
     _background: Background,
@@ -57,6 +60,7 @@ impl Shared {
         shipper: Option<Arc<Shipper>>,
         cluster: Option<Arc<Cluster>>,
         catalog: Arc<Catalog>,
+        locks: Arc<ObjectLocks>,
     ) -> Shared {
         Shared {
             cluster,
@@ -67,6 +71,7 @@ impl Shared {
             config,
             shipper,
             catalog,
+            locks,
             open: Mutex::new(HashSet::new()),
             _background: background,
         }

@@ -359,6 +359,32 @@ impl Connection {
         Ok((log, done))
     }
 
+    /// The WAL as SQLite has it open, to read frames back through SQLite's
+    /// own descriptor (and VFS) rather than one of amber's; `None` before
+    /// the connection first opened its WAL.
+    pub(crate) fn wal_file(&self) -> Option<super::wal::WalFile<'_>> {
+        let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+        // SAFETY: live handle; JOURNAL_POINTER writes one `sqlite3_file*`
+        // (the WAL's when one is open, else the rollback journal's) into
+        // `file`, which outlives the call.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                self.db.as_ptr(),
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+                &mut file as *mut *mut ffi::sqlite3_file as *mut c_void,
+            )
+        };
+        if rc != ffi::SQLITE_OK || file.is_null() {
+            return None;
+        }
+        // SAFETY: SQLite owns the file object for as long as the pager
+        // keeps its WAL, which in exclusive WAL mode is as long as the
+        // connection (amber never changes the journal mode of an open
+        // object); the returned borrow of `self` bounds its use.
+        unsafe { super::wal::WalFile::new(file) }
+    }
+
     /// A TRUNCATE checkpoint: the WAL is copied back and emptied.
     pub fn checkpoint_truncate(&self) -> Result<(), SqliteError> {
         // SAFETY: live handle.

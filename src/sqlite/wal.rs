@@ -13,10 +13,16 @@
 //! the object's WAL lost in a power cut are appended as frames after the
 //! WAL's valid prefix, so that SQLite's own recovery replays them.
 
+use std::ffi::c_int;
 use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use libsqlite3_sys as ffi;
+
+use super::Connection;
 
 const WAL_HEADER: usize = 32;
 const FRAME_HEADER: usize = 24;
@@ -65,6 +71,67 @@ fn checksum(big_endian: bool, data: &[u8], (mut s0, mut s1): (u32, u32)) -> (u32
     (s0, s1)
 }
 
+/// Positional reads, from a `File` or from SQLite's own WAL handle.
+pub(crate) trait ReadAt {
+    /// Fills `buf` from `offset`; `UnexpectedEof` when the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// An object's WAL as its connection has it open (`Connection::wal_file`):
+/// reading it through SQLite's descriptor costs no descriptor of amber's.
+pub(crate) struct WalFile<'conn> {
+    file: *mut ffi::sqlite3_file,
+    _conn: PhantomData<&'conn ()>,
+}
+
+impl WalFile<'_> {
+    /// # Safety
+    /// `file` must be a file object SQLite keeps open for the lifetime
+    /// the caller gives the result.
+    pub(super) unsafe fn new<'a>(file: *mut ffi::sqlite3_file) -> Option<WalFile<'a>> {
+        // SAFETY: the caller vouches for `file`; `pMethods` is null when
+        // the file is not open.
+        let open = unsafe { !(*file).pMethods.is_null() };
+        open.then_some(WalFile {
+            file,
+            _conn: PhantomData,
+        })
+    }
+}
+
+impl ReadAt for WalFile<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let len = c_int::try_from(buf.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read too large"))?;
+        let offset = i64::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        // SAFETY: the file is open (checked in `new`) and stays so while
+        // the connection lives; `buf` is valid for `len` bytes. SQLite's
+        // connection is used from one thread at a time (`Connection` is
+        // not `Sync`), so no other call runs on the file meanwhile.
+        let rc = unsafe {
+            let methods = &*(*self.file).pMethods;
+            match methods.xRead {
+                Some(read) => read(self.file, buf.as_mut_ptr().cast(), len, offset),
+                None => ffi::SQLITE_IOERR_READ,
+            }
+        };
+        match rc {
+            ffi::SQLITE_OK => Ok(()),
+            ffi::SQLITE_IOERR_SHORT_READ => Err(io::ErrorKind::UnexpectedEof.into()),
+            rc => Err(io::Error::other(format!(
+                "reading the WAL failed (SQLite error {rc})"
+            ))),
+        }
+    }
+}
+
 struct Header {
     big_endian: bool,
     page_size: u32,
@@ -72,7 +139,7 @@ struct Header {
     checksum: (u32, u32),
 }
 
-fn read_header(file: &File) -> io::Result<Option<Header>> {
+fn read_header(file: &impl ReadAt) -> io::Result<Option<Header>> {
     let mut h = [0u8; WAL_HEADER];
     match file.read_exact_at(&mut h, 0) {
         Ok(()) => {}
@@ -104,7 +171,7 @@ fn read_header(file: &File) -> io::Result<Option<Header>> {
 /// the WAL (the frame count SQLite reported; `None` reads to the end), and
 /// advances the cursor past the last complete one.
 pub(crate) fn read_commits(
-    file: &File,
+    file: &impl ReadAt,
     cursor: &mut WalCursor,
     max_frames: Option<u64>,
 ) -> io::Result<Vec<WalCommit>> {
@@ -165,12 +232,11 @@ pub(crate) fn read_commits(
     Ok(out)
 }
 
-/// Reads one object's commits out of its WAL as they happen: the handle
-/// and cursor stay open between commits, so each read costs only the new
-/// frames.
+/// Reads one object's commits out of its WAL as they happen, through the
+/// connection's own handle on it; the cursor stays between commits, so
+/// each read costs only the new frames.
 pub(crate) struct WalTap {
     path: PathBuf,
-    file: Option<File>,
     cursor: WalCursor,
 }
 
@@ -178,7 +244,6 @@ impl WalTap {
     pub(crate) fn new(path: PathBuf) -> WalTap {
         WalTap {
             path,
-            file: None,
             cursor: WalCursor::default(),
         }
     }
@@ -187,35 +252,31 @@ impl WalTap {
         &self.path
     }
 
-    /// Every commit the WAL holds now, from its start; later reads return
-    /// only what follows. A missing WAL holds none.
-    pub(crate) fn read_all(&mut self) -> io::Result<Vec<WalCommit>> {
+    /// Every commit the WAL of `conn` holds now, from its start; later
+    /// reads return only what follows. A WAL not open holds none.
+    pub(crate) fn read_all(&mut self, conn: &Connection) -> io::Result<Vec<WalCommit>> {
         self.reset();
-        match File::open(&self.path) {
-            Ok(f) => self.file = Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        match conn.wal_file() {
+            Some(f) => read_commits(&f, &mut self.cursor, None),
+            None => Ok(Vec::new()),
         }
-        read_commits(
-            self.file.as_ref().expect("set above"),
-            &mut self.cursor,
-            None,
-        )
     }
 
     /// The commits since the last read, at most `frames` frames into the
     /// WAL (the count SQLite's WAL hook reported).
-    pub(crate) fn read_new(&mut self, frames: u32) -> io::Result<Vec<WalCommit>> {
-        if self.file.is_none() {
-            self.file = Some(File::open(&self.path)?);
-        }
-        let f = self.file.as_ref().expect("set above");
-        read_commits(f, &mut self.cursor, Some(u64::from(frames)))
+    pub(crate) fn read_new(
+        &mut self,
+        conn: &Connection,
+        frames: u32,
+    ) -> io::Result<Vec<WalCommit>> {
+        let f = conn
+            .wal_file()
+            .ok_or_else(|| io::Error::other("the connection has no WAL open"))?;
+        read_commits(&f, &mut self.cursor, Some(u64::from(frames)))
     }
 
     /// Forgets the position: after a checkpoint that truncated the WAL.
     pub(crate) fn reset(&mut self) {
-        self.file = None;
         self.cursor = WalCursor::default();
     }
 }

@@ -15,7 +15,7 @@
 use super::Store;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
-use crate::object::{finish_local, local_position, lock_object, remove_local, Shared};
+use crate::object::{finish_local, local_position, remove_local, Shared};
 use crate::pitr::{gc::GC_GRACE, purge_object};
 
 /// What `Store::delete_object` does with the object's bucket history.
@@ -58,7 +58,7 @@ impl Store {
             }
             return Ok(false);
         }
-        let Some(lock) = lock_object(&dir)? else {
+        let Some(lock) = shared.locks.try_lock(&id)? else {
             return Err(Error::new(
                 ErrorKind::Locked,
                 format!("object `{name}` is open in another process"),

@@ -3,17 +3,23 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::catalog::{Catalog, ALARM_UNKNOWN};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::ObjectId;
-use crate::object::{local_name, lock_object, NAME_FILE};
+use crate::object::{local_name, ObjectLocks, NAME_FILE};
 
 /// Puts every object directory under `root` into `catalog`, with its
 /// alarms not known (the runtime opens each once to learn them), then
 /// marks the catalog built. A directory without a database was created
 /// but never committed, so it is not an object.
-pub(super) fn build_catalog(root: &Path, catalog: &Catalog, now_ms: u64) -> Result<()> {
+pub(super) fn build_catalog(
+    root: &Path,
+    catalog: &Catalog,
+    locks: &Arc<ObjectLocks>,
+    now_ms: u64,
+) -> Result<()> {
     let mut n = 0u64;
     for shard in read_dir_sorted(root)? {
         for dir in read_dir_sorted(&shard)? {
@@ -24,7 +30,7 @@ pub(super) fn build_catalog(root: &Path, catalog: &Catalog, now_ms: u64) -> Resu
             else {
                 continue;
             };
-            let Some(name) = name_of(&dir)? else {
+            let Some(name) = name_of(&dir, &id, locks)? else {
                 continue;
             };
             catalog.insert(&id, &name, now_ms, Some(ALARM_UNKNOWN))?;
@@ -40,7 +46,7 @@ pub(super) fn build_catalog(root: &Path, catalog: &Catalog, now_ms: u64) -> Resu
 }
 
 /// The object's name: its name file, or else its database's own record.
-fn name_of(dir: &Path) -> Result<Option<String>> {
+fn name_of(dir: &Path, id: &ObjectId, locks: &Arc<ObjectLocks>) -> Result<Option<String>> {
     let path = dir.join(NAME_FILE);
     match fs::read(&path) {
         Ok(b) => {
@@ -57,7 +63,7 @@ fn name_of(dir: &Path) -> Result<Option<String>> {
     if !dir.join("db").exists() {
         return Ok(None);
     }
-    let Some(_lock) = lock_object(dir)? else {
+    let Some(_lock) = locks.try_lock(id)? else {
         return Err(Error::new(
             ErrorKind::Locked,
             format!(

@@ -7,10 +7,11 @@
 //! store.key                   32 random bytes: the key of the name hash
 //! catalog.db, catalog.db-wal  every object by name, with its next alarm
 //! journal/                    the store journal (`journal/`)
+//! locks                       empty; an open object holds a one-byte lock in it
+//!                             (`object/lock.rs`)
 //! objects/<id[0..2]>/<id>/    one directory per object
 //!     db, db-wal              the object's SQLite database and its WAL
 //!     name                    the object's name (objects made before the catalog)
-//!   (the directory itself is flock'd while the object is open)
 //! ```
 //!
 //! - `key.rs`: the store key, kept in step with the bucket's copy.
@@ -33,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::journal::{Journal, JournalStats};
-use crate::object::{replay, Object, Shared, OBJECTS_DIR};
+use crate::object::{replay, Object, ObjectLocks, Shared, OBJECTS_DIR};
 use crate::pitr::Bucket;
 use crate::ship::Shipper;
 
@@ -113,6 +114,7 @@ impl Store {
         // durable.
         let (catalog, unbuilt) = Catalog::open(&config.data_dir, !config.journal.enabled)?;
         let catalog = Arc::new(catalog);
+        let locks = ObjectLocks::open(&config.data_dir)?;
         // The journal opens even when disabled: after a power cut, what
         // an earlier process acknowledged from it must be put back into
         // the objects' WALs before anyone can open them.
@@ -123,18 +125,19 @@ impl Store {
             catalog.clone(),
         )?;
         for file in earlier_boot {
-            replay::replay_file(&journal, &config, &catalog, file)?;
+            replay::replay_file(&journal, &config, &catalog, &locks, file)?;
         }
         if unbuilt {
             listing::build_catalog(
                 &config.data_dir.join(OBJECTS_DIR),
                 &catalog,
+                &locks,
                 config.clock.now_ms(),
             )?;
         }
         let journal = config.journal.enabled.then_some(journal);
         let shared = Arc::new(Shared::new(
-            config, background, journal, shipper, cluster, catalog,
+            config, background, journal, shipper, cluster, catalog, locks,
         ));
         delete::finish_deletes(&shared)?;
         Ok(Store { shared, key })

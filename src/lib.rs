@@ -56,7 +56,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use id::{ObjectId, MAX_NAME_BYTES};
 pub use journal::JournalStats;
 // What `Store`'s point-in-time methods take and return.
-pub use object::{Cursor, ListOptions, Object, ReadOptions, Row, WriteOptions};
+pub use object::{Cursor, ListOptions, MemoryUse, Object, ReadOptions, Row, WriteOptions};
 /// The object-store crate whose types `Bucket` takes (`Bucket::from_store`
 /// with a store of your own), at the version amber builds.
 pub use object_store;

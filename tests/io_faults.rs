@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use amber::testing::{FaultVfs, IoFault, IoOp};
-use amber::{ErrorKind, Object, Store};
+use amber::{ErrorKind, Object, ReadOptions, Store};
 
 #[path = "support/faults.rs"]
 mod faults;
@@ -141,6 +141,92 @@ fn eio_on_every_sync_and_truncate() {
 #[test]
 fn eio_on_every_read() {
     every_step(&[IoOp::Read], IoFault::Eio, false);
+}
+
+/// A read that fails in the middle of a turn, after the turn wrote: SQLite
+/// may roll the whole transaction back on such an error. Each turn runs on
+/// a cold page cache (the object is reopened first), writes a row, reads a
+/// key past the KV cache, then writes its key; the n-th read fails.
+/// Whatever n, the turn is kept whole or not at all: before the fix, the
+/// key went in on its own in autocommit after SQLite had dropped the row
+/// (found by the `io_faults` fuzz target).
+#[test]
+fn a_read_error_in_the_middle_of_a_turn_never_splits_it() {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let mut rolled_back = 0;
+    for n in 1..=40u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(config(dir.path())).unwrap();
+        let mut o = store.open_object("room").unwrap();
+        create_table(&mut o).unwrap();
+        turn(&mut o, 0).unwrap();
+        let mut acked = vec![0];
+        let mut failed = None;
+        for i in 1..4u32 {
+            FaultVfs::disarm();
+            drop(o);
+            o = store.open_object("room").unwrap();
+            if i == 2 {
+                FaultVfs::arm(&[IoOp::Read], n, IoFault::Eio, false, "/objects/");
+            }
+            let v = faults::value(i);
+            let r = o
+                .exec(
+                    "INSERT INTO t (i, v) VALUES (?, ?)",
+                    &[
+                        amber::ValueRef::Integer(i64::from(i)),
+                        amber::ValueRef::Blob(&v),
+                    ],
+                )
+                .map(|_| ())
+                .and_then(|()| {
+                    // A read error that leaves the object usable promises
+                    // the turn is intact, so a caller may carry on with it.
+                    let read = o.get_with(&format!("k{}", i - 1), ReadOptions { no_cache: true });
+                    match read {
+                        Err(e) if o.is_broken() => Err(e),
+                        _ => Ok(()),
+                    }
+                })
+                .and_then(|()| o.put(&format!("k{i}"), &v))
+                .and_then(|()| o.end_turn()?.wait());
+            match r {
+                Ok(_) => acked.push(i),
+                Err(e) => {
+                    assert!(
+                        matches!(e.kind(), ErrorKind::Io | ErrorKind::Broken),
+                        "n={n}: {e}"
+                    );
+                    if o.is_broken() {
+                        rolled_back += 1;
+                    }
+                    failed = Some(i);
+                    break;
+                }
+            }
+        }
+        FaultVfs::disarm();
+        drop(o);
+        let mut o = store.open_object("room").unwrap();
+        // `present` panics on a turn with only its row or only its key.
+        let have = present(&mut o);
+        for i in &acked {
+            assert!(have.contains(i), "n={n}: acknowledged turn {i} lost");
+        }
+        for i in &have {
+            assert!(
+                acked.contains(i) || Some(*i) == failed,
+                "n={n}: turn {i} appeared"
+            );
+        }
+        o.integrity_check().unwrap();
+        if failed.is_none() {
+            // The turn ran past its last read.
+            break;
+        }
+    }
+    assert!(rolled_back > 0, "no read fault landed inside a turn");
 }
 
 /// The store journal through the same seam (`fsutil::fault_point`): its

@@ -74,7 +74,8 @@ impl Object {
     pub fn get_named_alarm_ms(&mut self, name: &str) -> Result<Option<u64>> {
         self.check_usable()?;
         check_name(name)?;
-        self.conn
+        let res = self
+            .conn
             .internal(|| {
                 let mut st = self.conn.prepare_cached(schema::ALARM_GET)?;
                 st.bind(1, ValueRef::Text(name))?;
@@ -84,7 +85,8 @@ impl Object {
                     None
                 })
             })
-            .map_err(Error::sqlite)
+            .map_err(Error::sqlite);
+        res.map_err(|e| self.after_failed_statement(e))
     }
 
     pub fn delete_named_alarm(&mut self, name: &str) -> Result<()> {
@@ -99,7 +101,8 @@ impl Object {
     /// start-up.
     pub fn list_alarms(&mut self) -> Result<Vec<(String, u64)>> {
         self.check_usable()?;
-        self.conn
+        let res = self
+            .conn
             .internal(|| {
                 let mut st = self.conn.prepare_cached(schema::ALARM_LIST)?;
                 let mut out = Vec::new();
@@ -109,7 +112,8 @@ impl Object {
                 }
                 Ok(out)
             })
-            .map_err(Error::sqlite)
+            .map_err(Error::sqlite);
+        res.map_err(|e| self.after_failed_statement(e))
     }
 
     fn alarm_write(&mut self, name: &str, ms: Option<u64>) -> Result<()> {

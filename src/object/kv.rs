@@ -100,7 +100,11 @@ impl Object {
         if let Some(v) = self.cache.lookup(key) {
             return Ok(v.map(<[u8]>::to_vec));
         }
-        let v = self.read_stored(key)?;
+        // A read error inside a turn may have rolled the turn back.
+        let v = match self.read_stored(key) {
+            Ok(v) => v,
+            Err(e) => return Err(self.after_failed_statement(e)),
+        };
         if !opts.no_cache {
             self.cache.insert_clean(key.to_owned(), v.clone());
         }
@@ -301,7 +305,8 @@ impl Object {
             | ((upper.is_some() as usize) << 1)
             | ((opts.reverse as usize) << 2);
         let sql = schema::KV_LIST[shape];
-        self.conn
+        let res = self
+            .conn
             .internal(|| {
                 let mut st = self.conn.prepare_cached(sql)?;
                 st.bind(1, ValueRef::Text(&lower))?;
@@ -316,7 +321,8 @@ impl Object {
                 }
                 Ok(out)
             })
-            .map_err(Error::sqlite)
+            .map_err(Error::sqlite);
+        res.map_err(|e| self.after_failed_statement(e))
     }
 }
 

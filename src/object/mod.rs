@@ -55,6 +55,19 @@ struct Turn {
     confirmed: bool,
 }
 
+/// Heap bytes one open object holds, by part: SQLite's page cache (bounded
+/// by `Tuning::page_cache_kib`), its parsed schema and prepared statements
+/// (from `sqlite3_db_status`), and amber's clean KV cache (bounded by
+/// `Tuning::kv_cache_bytes`). The heap WAL index (32 KiB while the WAL is
+/// in use) and fixed structures are not counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    pub page_cache: usize,
+    pub schema: usize,
+    pub statements: usize,
+    pub kv_cache: usize,
+}
+
 /// An open object. One handle per object per process; `Send`, not `Sync`:
 /// a turn runs on one thread at a time.
 pub struct Object {
@@ -136,6 +149,18 @@ impl Object {
         self.cache.clean_bytes()
     }
 
+    /// What this open object holds in memory, by part (see
+    /// docs/benchmarks.md, "Density").
+    pub fn memory(&self) -> MemoryUse {
+        let (page_cache, schema, statements) = self.conn.memory_used();
+        MemoryUse {
+            page_cache,
+            schema,
+            statements,
+            kv_cache: self.cache.clean_bytes(),
+        }
+    }
+
     /// True once a failed commit or fsync has broken this handle.
     pub fn is_broken(&self) -> bool {
         self.broken.is_some()
@@ -148,6 +173,15 @@ impl Object {
     fn check_usable(&mut self) -> Result<()> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
+        }
+        if self.turn.open && self.conn.is_autocommit() {
+            // SQLite rolled the turn's transaction back on its own after an
+            // error that some path did not catch: its writes are gone, and
+            // later statements must not run in autocommit, outside a turn.
+            return Err(self.break_with(Error::new(
+                ErrorKind::Io,
+                "an I/O error rolled back the turn's transaction; its writes are lost",
+            )));
         }
         if self.mark.has_failed() {
             let cause = self

@@ -111,6 +111,10 @@ impl Object {
         }
         let catalog_alarm = sync_catalog(&conn, &shared, &id, row)?;
         let mut epoch = read_epoch(&conn)?;
+        // Used only here: a live object need not keep them prepared.
+        for sql in [schema::META_INIT, schema::META_READ, schema::ALARM_EARLIEST] {
+            conn.forget_cached(sql);
+        }
         if let Some(a) = &activation {
             if epoch != a.epoch {
                 restore::stamp_epoch(&conn, a.epoch)?;

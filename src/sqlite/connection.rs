@@ -79,6 +79,7 @@ impl Connection {
         pragmas: Vec<String>,
         vfs: Option<&str>,
     ) -> Result<Connection, SqliteError> {
+        configure_process();
         let vfs = vfs
             .map(CString::new)
             .transpose()
@@ -137,6 +138,17 @@ impl Connection {
                 ffi::SQLITE_DBCONFIG_TRUSTED_SCHEMA,
                 0 as c_int,
                 ptr::null_mut::<c_int>(),
+            ))?;
+            // A small lookaside: SQLite's default (40 slots of 1,200 bytes,
+            // 47 KiB per connection) was a quarter of a live idle object's
+            // memory. 32 slots of 128 bytes (4 KiB) keep the common small
+            // allocations off malloc (docs/benchmarks.md, "Density").
+            self.check(ffi::sqlite3_db_config(
+                db,
+                ffi::SQLITE_DBCONFIG_LOOKASIDE,
+                ptr::null_mut::<c_void>(),
+                LOOKASIDE_SLOT as c_int,
+                LOOKASIDE_SLOTS as c_int,
             ))?;
             // amber checkpoints only what log shipping has already taken;
             // a checkpoint on close would copy unshipped frames into the
@@ -302,6 +314,12 @@ impl Connection {
         self.cache.borrow_mut().put(kind, key, entry);
     }
 
+    /// Drops amber's cached statement for `sql`: one used only while an
+    /// object opens need not stay in memory while it lives.
+    pub(crate) fn forget_cached(&self, sql: &str) {
+        self.cache.borrow_mut().internal.remove(sql);
+    }
+
     /// Drops every cached user statement: after DDL, whose column names
     /// may have changed, or after a schema wipe.
     pub fn clear_cache(&self) {
@@ -385,6 +403,26 @@ impl Connection {
         unsafe { super::wal::WalFile::new(file) }
     }
 
+    /// Heap bytes SQLite holds for this connection: (page cache, schema,
+    /// prepared statements), from `sqlite3_db_status`.
+    pub(crate) fn memory_used(&self) -> (usize, usize, usize) {
+        let get = |op: c_int| {
+            let (mut cur, mut hi) = (0 as c_int, 0 as c_int);
+            // SAFETY: live handle; both out-pointers outlive the call.
+            let rc = unsafe { ffi::sqlite3_db_status(self.db.as_ptr(), op, &mut cur, &mut hi, 0) };
+            if rc == ffi::SQLITE_OK {
+                usize::try_from(cur).unwrap_or(0)
+            } else {
+                0
+            }
+        };
+        (
+            get(ffi::SQLITE_DBSTATUS_CACHE_USED),
+            get(ffi::SQLITE_DBSTATUS_SCHEMA_USED),
+            get(ffi::SQLITE_DBSTATUS_STMT_USED),
+        )
+    }
+
     /// A TRUNCATE checkpoint: the WAL is copied back and emptied.
     pub fn checkpoint_truncate(&self) -> Result<(), SqliteError> {
         // SAFETY: live handle.
@@ -399,6 +437,34 @@ impl Connection {
         };
         self.check(rc)
     }
+}
+
+/// Lookaside slot size and count per connection (see `configure`).
+const LOOKASIDE_SLOT: usize = 128;
+const LOOKASIDE_SLOTS: usize = 64;
+
+/// Process-wide settings, once, before SQLite initializes: no bulk
+/// allocation of 20 pages per page cache up front (SQLite's default,
+/// about 85 KiB per connection whatever the database's size); pages come
+/// one by one as they are read. When the process already initialized
+/// SQLite (another library in it did), this changes nothing.
+fn configure_process() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_PAGECACHE takes (void*, int, int); a null
+        // buffer with zero size and count is documented as "no bulk
+        // buffer". Called before any connection of amber's opens; if
+        // SQLite is already initialized it returns SQLITE_MISUSE and
+        // changes nothing, which is fine.
+        let _ = unsafe {
+            ffi::sqlite3_config(
+                ffi::SQLITE_CONFIG_PAGECACHE,
+                ptr::null_mut::<c_void>(),
+                0 as c_int,
+                0 as c_int,
+            )
+        };
+    });
 }
 
 impl Drop for Connection {

@@ -57,18 +57,49 @@ pub(crate) fn fault_point(
     Ok(())
 }
 
+/// Test seam around amber's own fsync of `path`, a file or (`dir`) a
+/// directory: with the `testing` feature, the fsync fails while
+/// `testing::FaultVfs` has the power cut, and one that succeeds tells the
+/// crash images what became durable. Without the feature it is `sync()`.
+#[inline]
+pub(crate) fn synced(
+    path: &Path,
+    dir: bool,
+    sync: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    #[cfg(feature = "testing")]
+    {
+        use crate::testing::{crash_image, fault_vfs};
+        if fault_vfs::frozen_path(path) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        sync()?;
+        if fault_vfs::tracks_path(path) {
+            if dir {
+                crash_image::dir_synced(path);
+            } else {
+                crash_image::file_synced(path);
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "testing"))]
+    {
+        let _ = (path, dir);
+        sync()
+    }
+}
+
 /// fsyncs a directory so entries created in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    synced(dir, true, || File::open(dir).and_then(|d| d.sync_all()))
         .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
 }
 
 /// fsyncs the file at `path`, if there is one.
 pub(crate) fn sync_file_if_exists(path: &Path) -> Result<()> {
     match File::open(path) {
-        Ok(f) => f
-            .sync_all()
+        Ok(f) => synced(path, false, || f.sync_all())
             .map_err(|e| Error::io(format!("fsync {}", path.display()), e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
@@ -93,7 +124,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// fine if it exists.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // Test seam: a new entry the crash images may lose.
+            #[cfg(feature = "testing")]
+            if crate::testing::fault_vfs::tracks_path(dir) {
+                crate::testing::crash_image::created(dir);
+            }
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(format!("create directory {}", dir.display()), e)),
     }

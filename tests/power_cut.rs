@@ -8,11 +8,16 @@
 //! restarts.
 //!
 //! At the cut every object file and the store journal freeze (their writes
-//! and syncs fail from then on). Once the store is dropped, every unsynced
-//! write of the object's files is undone, leaving what the last syncs made
-//! durable, and the journal files are marked as from an earlier boot, as a
-//! reboot would leave them (their unsynced tails are kept: one outcome a
-//! real cut allows; `tests/power_loss.rs` cuts those tails).
+//! and syncs fail from then on). Once the store is dropped, the object
+//! files go back to a crash image, and the journal files are marked as
+//! from an earlier boot, as a reboot would leave them (their unsynced
+//! tails are kept: one outcome a real cut allows; `tests/power_loss.rs`
+//! cuts those tails). Odd steps take the harshest image: every unsynced
+//! write undone and every directory entry made since its directory's last
+//! fsync gone. Even steps take a seeded one: each unsynced write survives
+//! or not, in any combination, and each unsynced entry may vanish.
+//! `AMBER_VFS_SEEDS=N` runs N more seeds, each a random step and a random
+//! image.
 //!
 //! After the reboot: every acknowledged turn is there, each whole, plus at
 //! most the turn that was in flight; nothing else; `integrity_check`
@@ -20,7 +25,7 @@
 
 use std::time::Duration;
 
-use amber::testing::FaultVfs;
+use amber::testing::{FaultVfs, PowerOff, SplitMix};
 use amber::{Object, Store};
 
 #[path = "support/faults.rs"]
@@ -34,9 +39,23 @@ fn present(o: &mut Object) -> Vec<u32> {
     faults::present(o, TURNS)
 }
 
+/// The crash image for a cut: the harshest, or one drawn from a seed.
+fn power_off(seed: Option<u64>) -> PowerOff {
+    match seed {
+        Some(s) => FaultVfs::power_off_seeded(s),
+        None => FaultVfs::power_off(),
+    }
+}
+
+/// The image for the n-th step of a sweep: odd steps the harshest, even
+/// steps a seeded one.
+fn image_for(n: u64) -> Option<u64> {
+    n.is_multiple_of(2).then_some(n)
+}
+
 /// One run with the cut at the n-th step: `None` when the workload ended
-/// before it, else the unsynced writes the cut undid.
-fn run(n: u64) -> Option<usize> {
+/// before it, else what the cut's image did.
+fn run(n: u64, seed: Option<u64>) -> Option<PowerOff> {
     let dir = tempfile::tempdir().unwrap();
     {
         // The object exists (and is durable) before the cuts begin.
@@ -66,21 +85,21 @@ fn run(n: u64) -> Option<usize> {
         }
     }
     let cut = FaultVfs::was_cut();
-    let undone = FaultVfs::power_off();
+    let image = power_off(seed);
     if !cut {
         return None;
     }
     reboot_journal(dir.path());
     let store = Store::open(config(dir.path()))
-        .unwrap_or_else(|e| panic!("n={n}: the store did not open after the cut: {e}"));
-    let mut o = store
-        .open_object("room")
-        .unwrap_or_else(|e| panic!("n={n}: the object did not open after the cut: {e}"));
+        .unwrap_or_else(|e| panic!("n={n} {seed:?}: the store did not open after the cut: {e}"));
+    let mut o = store.open_object("room").unwrap_or_else(|e| {
+        panic!("n={n} {seed:?}: the object did not open after the cut: {e} ({image:?})")
+    });
     let have = present(&mut o);
     for i in &acked {
         assert!(
             have.contains(i),
-            "n={n}: acknowledged turn {i} lost ({undone} writes undone; have {have:?})"
+            "n={n} {seed:?}: acknowledged turn {i} lost ({image:?}; have {have:?})"
         );
     }
     for i in &have {
@@ -90,32 +109,78 @@ fn run(n: u64) -> Option<usize> {
         );
     }
     o.integrity_check()
-        .unwrap_or_else(|e| panic!("n={n}: integrity check: {e}"));
+        .unwrap_or_else(|e| panic!("n={n} {seed:?}: integrity check: {e}"));
     turn(&mut o, TURNS - 1).ok();
-    Some(undone)
+    Some(image)
 }
 
 #[test]
 fn a_power_cut_at_every_step_of_commits_and_checkpoints_loses_nothing_acknowledged() {
     FaultVfs::register();
     let _one = FaultVfs::exclusive();
-    let (mut n, mut undone, mut lossy) = (1, 0, 0);
-    while let Some(u) = run(n) {
-        undone += u;
-        lossy += usize::from(u > 0);
+    let (mut n, mut undone, mut kept, mut lossy, mut mixed) = (1, 0, 0, 0, 0);
+    while let Some(p) = run(n, image_for(n)) {
+        undone += p.undone;
+        kept += p.kept;
+        lossy += usize::from(p.undone > 0);
+        mixed += usize::from(p.undone > 0 && p.kept > 0);
         n += 1;
         assert!(n < 5000, "the workload never ran out of steps");
     }
     eprintln!(
-        "power cut at each of {} steps; {lossy} cuts undid unsynced writes ({undone} in all)",
+        "power cut at each of {} steps; {lossy} cuts undid unsynced writes ({undone} in all), \
+         {mixed} of them kept others ({kept} in all)",
         n - 1
     );
     assert!(n > 10, "only {} steps: the VFS is not in the path", n - 1);
-    // Most cuts must lose something, or the images model nothing.
+    // Most cuts must lose something, or the images model nothing; and the
+    // seeded images must mix survivors with losses.
     assert!(
         lossy * 2 > n as usize,
         "only {lossy} of {} cuts lost a write",
         n - 1
+    );
+    assert!(
+        mixed * 5 > n as usize,
+        "only {mixed} cuts kept part of what was unsynced"
+    );
+}
+
+/// The long form: `AMBER_VFS_SEEDS` seeds (default 8), each a cut at a
+/// random step of the same workload and a random crash image.
+#[test]
+fn a_power_cut_at_a_random_step_with_a_random_image_loses_nothing_acknowledged() {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let seeds: u64 = std::env::var("AMBER_VFS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let first: u64 = std::env::var("AMBER_VFS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    // The workload's length, from one run without a cut.
+    assert!(run(u64::MAX, None).is_none());
+    let steps = FaultVfs::tracked();
+    assert!(steps > 10, "only {steps} steps: the VFS is not in the path");
+    let (mut cuts, mut undone, mut kept, mut vanished) = (0, 0, 0, 0);
+    for seed in first..first + seeds {
+        let n = 1 + SplitMix::new(seed ^ 0xC0FFEE).below(steps);
+        if let Some(p) = run(n, Some(seed)) {
+            cuts += 1;
+            undone += p.undone;
+            kept += p.kept;
+            vanished += p.vanished;
+        }
+    }
+    eprintln!(
+        "{seeds} seeds from {first} over {steps} steps: {cuts} cuts, {undone} unsynced writes \
+         undone, {kept} kept, {vanished} entries vanished"
+    );
+    assert!(
+        cuts * 2 > seeds,
+        "only {cuts} of {seeds} seeds cut the power"
     );
 }
 
@@ -127,7 +192,7 @@ fn a_power_cut_at_every_step_of_commits_and_checkpoints_loses_nothing_acknowledg
 fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object() {
     FaultVfs::register();
     let _one = FaultVfs::exclusive();
-    let mut n = 1;
+    let (mut n, mut vanished) = (1, 0);
     loop {
         let dir = tempfile::tempdir().unwrap();
         FaultVfs::track(true, "/objects/");
@@ -148,7 +213,8 @@ fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object(
             }
         }
         let cut = FaultVfs::was_cut();
-        FaultVfs::power_off();
+        let image = power_off(image_for(n));
+        vanished += image.vanished;
         if !cut {
             break;
         }
@@ -158,7 +224,7 @@ fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object(
         for i in &acked {
             let mut o = store
                 .open_object(&format!("obj{i}"))
-                .unwrap_or_else(|e| panic!("n={n}: obj{i} did not open: {e}"));
+                .unwrap_or_else(|e| panic!("n={n}: obj{i} did not open: {e} ({image:?})"));
             assert_eq!(
                 o.get("k").unwrap().as_deref(),
                 Some(&value(*i)[..]),
@@ -170,8 +236,14 @@ fn a_power_cut_at_every_step_of_object_creation_keeps_every_acknowledged_object(
         n += 1;
         assert!(n < 5000, "the workload never ran out of steps");
     }
-    eprintln!("power cut at each of {} creation steps", n - 1);
+    eprintln!(
+        "power cut at each of {} creation steps; {vanished} unsynced entries vanished",
+        n - 1
+    );
     assert!(n > 6, "only {} steps: the VFS is not in the path", n - 1);
+    // New objects' directories and files are made without an fsync of
+    // their own: the images must lose some of them.
+    assert!(vanished > 0, "no cut lost a directory entry");
 }
 
 /// A journal that lacks a commit an object needs, under later records an
@@ -224,7 +296,7 @@ fn a_journal_gap_under_vouched_records_is_refused_as_corruption() {
         }
         FaultVfs::cut_now();
     }
-    let undone = FaultVfs::power_off();
+    let undone = FaultVfs::power_off().undone;
     assert!(undone > 0, "the cut took nothing");
     let new: Vec<_> = files(&journal)
         .into_iter()

@@ -104,7 +104,7 @@ fn sync_one(mark: &Watermark) -> Result<(), Error> {
             mark.wal_file.get().expect("just set")
         }
     };
-    file.sync_data()
+    crate::fsutil::synced(&mark.wal_path, false, || file.sync_data())
         .map_err(|e| Error::io(format!("fsync {}", mark.wal_path.display()), e))?;
     if !mark.dir_synced.load(Ordering::Acquire) {
         // The WAL and database were created in this directory; their

@@ -176,7 +176,7 @@ pub(super) fn sync_object(inner: &Inner, id: &ObjectId) -> Result<()> {
         let p = dir.join(name);
         match File::open(&p) {
             Ok(f) => {
-                f.sync_all()
+                crate::fsutil::synced(&p, false, || f.sync_all())
                     .map_err(|e| Error::io(format!("fsync {}", p.display()), e))?;
                 inner.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             }

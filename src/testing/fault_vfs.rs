@@ -10,15 +10,16 @@
 //! The plan is process-wide (SQLite's VFS table is): tests that arm it must
 //! not run at once (`FaultVfs::exclusive`).
 //!
-//! **Crash images.** With tracking on (`FaultVfs::track`), every write and
-//! truncate of a targeted file first saves the bytes it replaces (an undo
-//! record); a successful sync of the file forgets its records, since what
-//! it covered is durable. A *power cut* (`cut_at`, the n-th write, sync or
-//! truncate; or `cut_now`) freezes every targeted file and the store
-//! journal: from then on their writes and syncs fail, so nothing changes.
-//! `power_off` (after the store is dropped) then undoes every unsynced
-//! write, newest first, leaving each file as its last sync left it: the
-//! durable image. Directory entries are not modelled.
+//! **Crash images** (`super::crash_image`). With tracking on
+//! (`FaultVfs::track`), every write and truncate of a targeted file is
+//! kept as pending until the file's next successful sync, and every file
+//! it creates as a pending directory entry until its directory is synced.
+//! A *power cut* (`cut_at`, the n-th write, sync or truncate; or
+//! `cut_now`) freezes every targeted file and the store journal: from then
+//! on their writes and syncs fail, so nothing changes. `power_off` (after
+//! the store is dropped) then leaves each file as its last sync left it
+//! and removes every unsynced entry; `power_off_seeded` keeps a random
+//! subset of the unsynced writes and entries instead.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
@@ -26,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 
 use libsqlite3_sys as ffi;
+
+use super::crash_image::{self, PowerOff};
+use super::SplitMix;
 
 /// What an armed plan fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +68,8 @@ static TRACK: AtomicBool = AtomicBool::new(false);
 static CUT_AT: AtomicI64 = AtomicI64::new(0);
 static FROZEN: AtomicBool = AtomicBool::new(false);
 static CUT: AtomicBool = AtomicBool::new(false);
-/// Per file path: the bytes each unsynced write or truncate replaced.
-static UNDO: Mutex<Vec<(String, Undo)>> = Mutex::new(Vec::new());
-
-/// What one write or truncate replaced: the file's bytes from `off`, and
-/// its length before.
-struct Undo {
-    off: u64,
-    old: Vec<u8>,
-    old_len: u64,
-}
+/// Tracked writes, syncs and truncates since `track`.
+static TRACKED: AtomicU64 = AtomicU64::new(0);
 
 impl FaultVfs {
     /// The name to put in `Tuning::sqlite_vfs`.
@@ -132,7 +128,8 @@ impl FaultVfs {
     /// contains `filter`; forgets earlier ones.
     pub fn track(on: bool, filter: &str) {
         *FILTER.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
-        UNDO.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        crash_image::clear();
+        TRACKED.store(0, Ordering::SeqCst);
         FROZEN.store(false, Ordering::SeqCst);
         CUT.store(false, Ordering::SeqCst);
         CUT_AT.store(0, Ordering::SeqCst);
@@ -151,29 +148,36 @@ impl FaultVfs {
         FROZEN.store(true, Ordering::SeqCst);
     }
 
+    /// Tracked writes, syncs and truncates since `track` (a workload's
+    /// steps, for choosing where to cut).
+    pub fn tracked() -> u64 {
+        TRACKED.load(Ordering::SeqCst)
+    }
+
     /// Whether the power was cut.
     pub fn was_cut() -> bool {
         CUT.load(Ordering::SeqCst)
     }
 
     /// Puts every tracked file back to its durable image (call once the
-    /// store that wrote them is closed), and stops tracking. Returns the
-    /// number of unsynced writes and truncates undone.
-    pub fn power_off() -> usize {
-        let undo = std::mem::take(&mut *UNDO.lock().unwrap_or_else(|p| p.into_inner()));
-        let n = undo.len();
-        for (path, u) in undo.into_iter().rev() {
-            use std::os::unix::fs::FileExt;
-            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
-                continue;
-            };
-            let _ = f.write_all_at(&u.old, u.off);
-            let _ = f.set_len(u.old_len);
-        }
+    /// store that wrote them is closed), removes every directory entry
+    /// made since its directory's last fsync, and stops tracking.
+    pub fn power_off() -> PowerOff {
+        Self::end_tracking(crash_image::power_off(None))
+    }
+
+    /// As [`FaultVfs::power_off`], but each unsynced write survives, and
+    /// each unsynced entry vanishes, by a coin toss drawn from `seed`.
+    pub fn power_off_seeded(seed: u64) -> PowerOff {
+        let mut rng = SplitMix::new(seed);
+        Self::end_tracking(crash_image::power_off(Some(&mut rng)))
+    }
+
+    fn end_tracking(p: PowerOff) -> PowerOff {
         TRACK.store(false, Ordering::SeqCst);
         FROZEN.store(false, Ordering::SeqCst);
         CUT_AT.store(0, Ordering::SeqCst);
-        n
+        p
     }
 }
 
@@ -186,6 +190,7 @@ fn powered(file: &FaultFile, code: c_int) -> Result<bool, c_int> {
     if FROZEN.load(Ordering::SeqCst) {
         return Err(code);
     }
+    TRACKED.fetch_add(1, Ordering::SeqCst);
     if CUT_AT.load(Ordering::SeqCst) > 0 && CUT_AT.fetch_sub(1, Ordering::SeqCst) == 1 {
         FaultVfs::cut_now();
         return Err(code);
@@ -193,39 +198,46 @@ fn powered(file: &FaultFile, code: c_int) -> Result<bool, c_int> {
     Ok(true)
 }
 
-/// Saves what `[off, off + n)` of the real file holds (and its length)
-/// before a write or truncate changes it.
+/// What `[off, off + n)` of the real file holds (and its length), before
+/// a write or truncate changes it.
 ///
 /// # Safety
 /// `f` must be a `FaultFile` that `x_open` opened.
-unsafe fn save(f: *mut ffi::sqlite3_file, off: i64, n: i64) {
+unsafe fn before(f: *mut ffi::sqlite3_file, off: i64, n: i64) -> (Vec<u8>, u64) {
     // SAFETY: caller's promise; reads go to the real file.
     unsafe {
         let (r, m) = real(f);
         let mut len: i64 = 0;
         if (m.xFileSize.expect("xFileSize"))(r, &mut len) != ffi::SQLITE_OK {
-            return;
+            len = 0;
         }
-        let end = (off + n).min(len);
-        let mut old = vec![0u8; (end - off).max(0) as usize];
-        if !old.is_empty() {
-            let _ = (m.xRead.expect("xRead"))(
-                r,
-                old.as_mut_ptr() as *mut c_void,
-                old.len() as c_int,
-                off,
-            );
-        }
-        let path = fault_file(f).path.clone();
-        UNDO.lock().unwrap_or_else(|p| p.into_inner()).push((
-            path,
-            Undo {
-                off: off as u64,
-                old,
-                old_len: len as u64,
-            },
-        ));
+        let read = |buf: &mut [u8]| {
+            let p = buf.as_mut_ptr() as *mut c_void;
+            (m.xRead.expect("xRead"))(r, p, buf.len() as c_int, off) == ffi::SQLITE_OK
+        };
+        crash_image::before(read, off as u64, n as u64, len.max(0) as u64)
     }
+}
+
+/// Whether amber's own fsync of `path` (outside SQLite) fails because
+/// the power is out; on success the caller reports it
+/// (`crash_image::file_synced`).
+pub(crate) fn frozen_path(path: &std::path::Path) -> bool {
+    if !FROZEN.load(Ordering::SeqCst) {
+        return false;
+    }
+    let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner());
+    let p = path.to_string_lossy();
+    p.contains("/journal/") || (!filter.is_empty() && p.contains(filter.as_str()))
+}
+
+/// Whether a std-side change of `path` belongs to the crash images.
+pub(crate) fn tracks_path(path: &std::path::Path) -> bool {
+    if !TRACK.load(Ordering::SeqCst) {
+        return false;
+    }
+    let filter = FILTER.lock().unwrap_or_else(|p| p.into_inner());
+    !filter.is_empty() && path.to_string_lossy().contains(filter.as_str())
 }
 
 /// The same plan for files amber writes itself (the store journal): the
@@ -294,6 +306,9 @@ struct FaultFile {
     real: *mut ffi::sqlite3_file,
     /// Owned: written by `x_open`, dropped by `io_close`.
     path: String,
+    /// The unix VFS fsyncs the directory of a WAL or journal opened with
+    /// `SQLITE_OPEN_CREATE` at its first sync: this is that sync to come.
+    dirsync: AtomicBool,
 }
 
 impl FaultFile {
@@ -353,11 +368,23 @@ unsafe extern "C" fn x_open(
         (*ff).base.pMethods = ptr::null();
         (*ff).real = real_file;
         ptr::write(ptr::addr_of_mut!((*ff).path), String::new());
+        let journal =
+            ffi::SQLITE_OPEN_WAL | ffi::SQLITE_OPEN_MAIN_JOURNAL | ffi::SQLITE_OPEN_SUPER_JOURNAL;
+        let create = flags & ffi::SQLITE_OPEN_CREATE != 0;
+        ptr::write(
+            ptr::addr_of_mut!((*ff).dirsync),
+            AtomicBool::new(create && flags & journal != 0),
+        );
         let path = if name.is_null() {
             String::new()
         } else {
             CStr::from_ptr(name).to_string_lossy().into_owned()
         };
+        let tracked = create && TRACK.load(Ordering::SeqCst) && {
+            (*ff).path = path.clone();
+            (*ff).targeted()
+        };
+        let new_entry = tracked && !std::path::Path::new(&path).exists();
         (*ff).path = path;
         let rc = ((*real).xOpen.expect("the real VFS opens files"))(
             real, name, real_file, flags, out_flags,
@@ -366,6 +393,9 @@ unsafe extern "C" fn x_open(
             // SQLite will not call xClose: free the path now.
             drop(std::mem::take(&mut (*ff).path));
             return rc;
+        }
+        if new_entry {
+            crash_image::created(std::path::Path::new(&(*ff).path));
         }
         (*ff).base.pMethods = &IO_METHODS;
         rc
@@ -470,19 +500,28 @@ unsafe extern "C" fn io_write(
     // SAFETY: forwarding SQLite's arguments for a file opened through us.
     unsafe {
         let (r, m) = real(f);
-        match powered(fault_file(f), ffi::SQLITE_IOERR_WRITE) {
+        let old = match powered(fault_file(f), ffi::SQLITE_IOERR_WRITE) {
             Err(code) => return code,
-            Ok(true) => save(f, off, i64::from(n)),
-            Ok(false) => {}
-        }
-        if strike(IoOp::Write, fault_file(f)) {
+            Ok(true) => Some(before(f, off, i64::from(n))),
+            Ok(false) => None,
+        };
+        let (landed, rc) = if strike(IoOp::Write, fault_file(f)) {
             if TORN.load(Ordering::SeqCst) && n > 1 {
                 // A prefix lands, as when power or space ran out mid-write.
                 let _ = (m.xWrite.expect("xWrite"))(r, buf, n / 2, off);
+                (n / 2, code(IoOp::Write))
+            } else {
+                (0, code(IoOp::Write))
             }
-            return code(IoOp::Write);
+        } else {
+            (n, (m.xWrite.expect("xWrite"))(r, buf, n, off))
+        };
+        if let Some(old) = old {
+            // SAFETY: SQLite's buffer holds `n` >= `landed` bytes.
+            let bytes = std::slice::from_raw_parts(buf as *const u8, landed.max(0) as usize);
+            crash_image::wrote(&fault_file(f).path, off as u64, old, bytes);
         }
-        (m.xWrite.expect("xWrite"))(r, buf, n, off)
+        rc
     }
 }
 
@@ -491,7 +530,10 @@ unsafe extern "C" fn io_truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int 
     unsafe {
         match powered(fault_file(f), ffi::SQLITE_IOERR_TRUNCATE) {
             Err(code) => return code,
-            Ok(true) => save(f, size, i64::MAX / 2),
+            Ok(true) => {
+                let old = before(f, size, i64::MAX / 2);
+                crash_image::truncated(&fault_file(f).path, size as u64, old);
+            }
             Ok(false) => {}
         }
         if strike(IoOp::Truncate, fault_file(f)) {
@@ -514,12 +556,15 @@ unsafe extern "C" fn io_sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
         }
         let (r, m) = real(f);
         let rc = (m.xSync.expect("xSync"))(r, flags);
+        let ff = fault_file(f);
+        let dirsync = rc == ffi::SQLITE_OK && ff.dirsync.swap(false, Ordering::SeqCst);
         if tracked && rc == ffi::SQLITE_OK {
             // Durable now: nothing before this sync can be undone.
-            let path = &fault_file(f).path;
-            UNDO.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|(p, _)| p != path);
+            let path = std::path::Path::new(&ff.path);
+            crash_image::file_synced(path);
+            if let Some(dir) = path.parent().filter(|_| dirsync) {
+                crash_image::dir_synced(dir);
+            }
         }
         rc
     }

@@ -12,15 +12,18 @@
 //!   counting-only decorator.
 //! - [`Hook`]: a test's callback before each request ([`Request`], [`Op`]).
 //! - [`FaultVfs`]: a SQLite VFS shim that fails the n-th read, write, sync
-//!   or truncate of an object's files with EIO or ENOSPC (`Tuning::sqlite_vfs`).
+//!   or truncate of an object's files with EIO or ENOSPC (`Tuning::sqlite_vfs`),
+//!   and keeps crash images of them ([`PowerOff`]: what a power cut left).
 //! - [`SplitMix`]: the seeded generator; its output for a seed never
 //!   changes.
 
+pub mod crash_image;
 pub mod fault_vfs;
 pub mod faulty;
 pub mod hook;
 pub mod rng;
 
+pub use crash_image::PowerOff;
 pub use fault_vfs::{FaultVfs, IoFault, IoOp};
 pub use faulty::{Counts, Faults, FaultyStore, Injected};
 pub use hook::{Hook, Op, Request};

@@ -1,0 +1,183 @@
+//! Crash images for [`FaultVfs`](super::FaultVfs): what a power cut may
+//! leave of the tracked files.
+//!
+//! Each tracked file has a live image (the real file) and a durable one.
+//! Every write or truncate since the file's last successful sync is kept
+//! as a pending record: the bytes it replaced (to undo it) and what it
+//! did (to redo it). A sync forgets the file's records, whether SQLite
+//! made it (`xSync`) or amber did (`std::fs`, reported through
+//! `fsutil`). New directory entries (files SQLite creates, directories
+//! amber creates) are pending until their directory is fsynced, by amber
+//! or by SQLite's own directory sync on the first sync of a new WAL.
+//!
+//! At power-off every file goes back to its durable image. Then either
+//! nothing more survives (the harshest image), or, seeded, each pending
+//! write survives or not by a coin toss, in any combination (a disk may
+//! persist unsynced writes in any order, as redb's crash backend models),
+//! and each pending entry may vanish with what it holds.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use super::SplitMix;
+
+/// What one unsynced write or truncate did, and what it replaced.
+struct Pending {
+    path: PathBuf,
+    /// The file's bytes from `off` before (as far as the file reached).
+    off: u64,
+    old: Vec<u8>,
+    old_len: u64,
+    redo: Redo,
+}
+
+enum Redo {
+    Write(Vec<u8>),
+    Truncate(u64),
+}
+
+/// A new directory entry, and whether its directory was fsynced since.
+struct Entry {
+    path: PathBuf,
+    durable: bool,
+}
+
+struct Images {
+    pending: Vec<Pending>,
+    entries: Vec<Entry>,
+}
+
+static IMAGES: Mutex<Images> = Mutex::new(Images {
+    pending: Vec::new(),
+    entries: Vec::new(),
+});
+
+fn images() -> MutexGuard<'static, Images> {
+    IMAGES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a power-off left: unsynced writes and truncates undone, those
+/// that survived anyway, and new entries that vanished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PowerOff {
+    pub undone: usize,
+    pub kept: usize,
+    pub vanished: usize,
+}
+
+pub(crate) fn clear() {
+    let mut i = images();
+    i.pending.clear();
+    i.entries.clear();
+}
+
+/// Before a write of `len` bytes at `off` (or a truncate, `len` = the
+/// rest): what the file holds there now, and its length.
+pub(crate) fn before(
+    read: impl FnOnce(&mut [u8]) -> bool,
+    off: u64,
+    len: u64,
+    file_len: u64,
+) -> (Vec<u8>, u64) {
+    let end = off.saturating_add(len).min(file_len);
+    let mut old = vec![0u8; end.saturating_sub(off) as usize];
+    if !old.is_empty() && !read(&mut old) {
+        old.clear();
+    }
+    (old, file_len)
+}
+
+pub(crate) fn wrote(path: &str, off: u64, (old, old_len): (Vec<u8>, u64), landed: &[u8]) {
+    images().pending.push(Pending {
+        path: PathBuf::from(path),
+        off,
+        old,
+        old_len,
+        redo: Redo::Write(landed.to_vec()),
+    });
+}
+
+pub(crate) fn truncated(path: &str, size: u64, (old, old_len): (Vec<u8>, u64)) {
+    images().pending.push(Pending {
+        path: PathBuf::from(path),
+        off: size,
+        old,
+        old_len,
+        redo: Redo::Truncate(size),
+    });
+}
+
+/// A successful sync of `path`: what it covered is durable.
+pub(crate) fn file_synced(path: &Path) {
+    images().pending.retain(|p| p.path != path);
+}
+
+/// `path` is a new entry of its directory.
+pub(crate) fn created(path: &Path) {
+    images().entries.push(Entry {
+        path: path.to_path_buf(),
+        durable: false,
+    });
+}
+
+/// A successful fsync of `dir`: its entries so far are durable.
+pub(crate) fn dir_synced(dir: &Path) {
+    for e in images().entries.iter_mut() {
+        if e.path.parent() == Some(dir) {
+            e.durable = true;
+        }
+    }
+}
+
+/// Puts every tracked file back to its durable image; with `rng`, lets a
+/// random subset of the unsynced writes survive and a random subset of
+/// the unsynced entries vanish, else makes every unsynced entry vanish.
+pub(crate) fn power_off(mut rng: Option<&mut SplitMix>) -> PowerOff {
+    let Images { pending, entries } = std::mem::replace(
+        &mut *images(),
+        Images {
+            pending: Vec::new(),
+            entries: Vec::new(),
+        },
+    );
+    let mut out = PowerOff {
+        undone: pending.len(),
+        ..PowerOff::default()
+    };
+    let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).ok();
+    for p in pending.iter().rev() {
+        if let Some(f) = open(&p.path) {
+            let _ = f.write_all_at(&p.old, p.off);
+            let _ = f.set_len(p.old_len);
+        }
+    }
+    if let Some(rng) = rng.as_deref_mut() {
+        for p in &pending {
+            if !rng.chance(500) {
+                continue;
+            }
+            let Some(f) = open(&p.path) else { continue };
+            out.kept += 1;
+            let _ = match &p.redo {
+                Redo::Write(b) => f.write_all_at(b, p.off),
+                Redo::Truncate(n) => f.set_len(*n),
+            };
+        }
+    }
+    for e in entries.iter().rev().filter(|e| !e.durable) {
+        if let Some(rng) = rng.as_deref_mut() {
+            if !rng.chance(500) {
+                continue;
+            }
+        }
+        let gone = if e.path.is_dir() {
+            std::fs::remove_dir_all(&e.path)
+        } else {
+            std::fs::remove_file(&e.path)
+        };
+        out.vanished += usize::from(gone.is_ok());
+    }
+    out.undone -= out.kept;
+    out
+}

@@ -70,7 +70,7 @@ pub(crate) fn synced(
     #[cfg(feature = "testing")]
     {
         use crate::testing::{crash_image, fault_vfs};
-        if fault_vfs::frozen_path(path) {
+        if fault_vfs::std_step(path) {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
         sync()?;
@@ -88,6 +88,19 @@ pub(crate) fn synced(
         let _ = (path, dir);
         sync()
     }
+}
+
+/// Test seam before amber removes `path`: with the `testing` feature, the
+/// removal fails while `testing::FaultVfs` has the power cut (a removal
+/// then would change a disk that no longer takes changes).
+#[inline]
+pub(crate) fn removable(path: &Path) -> std::io::Result<()> {
+    #[cfg(feature = "testing")]
+    if crate::testing::fault_vfs::frozen_path(path) {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// fsyncs a directory so entries created in it survive a crash.

@@ -198,7 +198,7 @@ pub(super) fn sync_object(inner: &Inner, id: &ObjectId) -> Result<()> {
 
 /// Deletes a journal file for good: unlink, then fsync the directory.
 pub(super) fn remove(inner: &Inner, path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    match crate::fsutil::removable(path).and_then(|()| std::fs::remove_file(path)) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("remove {}", path.display()), e)),

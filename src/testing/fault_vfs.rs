@@ -219,9 +219,26 @@ unsafe fn before(f: *mut ffi::sqlite3_file, off: i64, n: i64) -> (Vec<u8>, u64) 
     }
 }
 
-/// Whether amber's own fsync of `path` (outside SQLite) fails because
-/// the power is out; on success the caller reports it
-/// (`crash_image::file_synced`).
+/// For amber's own fsync or removal of `path` (outside SQLite): whether
+/// it fails because the power is out, or goes out now (a tracked path's
+/// fsync is a step of the workload, as a tracked SQLite sync is).
+pub(crate) fn std_step(path: &std::path::Path) -> bool {
+    if frozen_path(path) {
+        return true;
+    }
+    if !tracks_path(path) {
+        return false;
+    }
+    TRACKED.fetch_add(1, Ordering::SeqCst);
+    if CUT_AT.load(Ordering::SeqCst) > 0 && CUT_AT.fetch_sub(1, Ordering::SeqCst) == 1 {
+        FaultVfs::cut_now();
+        return true;
+    }
+    false
+}
+
+/// Whether the power is out for `path`: the store journal, or a tracked
+/// file.
 pub(crate) fn frozen_path(path: &std::path::Path) -> bool {
     if !FROZEN.load(Ordering::SeqCst) {
         return false;

@@ -28,6 +28,13 @@ pub fn value(i: u32) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Turn `i`'s value for the journal-heavy workloads: 12 KiB that do not
+/// compress, different per turn.
+pub fn noise(i: u32) -> Vec<u8> {
+    let mut rng = amber::testing::SplitMix::new(u64::from(i) + 1);
+    (0..12 << 10).map(|_| rng.next_u64() as u8).collect()
+}
+
 /// Creates the table the turns write to, as its own turn.
 pub fn create_table(o: &mut Object) -> amber::Result<()> {
     o.exec(
@@ -40,6 +47,11 @@ pub fn create_table(o: &mut Object) -> amber::Result<()> {
 
 /// One turn: key `k{i}` and row `i`, committed together, waited for.
 pub fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
+    turn_of(o, i, value)
+}
+
+/// As [`turn`], with the values from `value`.
+pub fn turn_of(o: &mut Object, i: u32, value: fn(u32) -> Vec<u8>) -> amber::Result<()> {
     let v = value(i);
     o.put(&format!("k{i}"), &v)?;
     o.exec(
@@ -53,6 +65,11 @@ pub fn turn(o: &mut Object, i: u32) -> amber::Result<()> {
 /// The turns below `turns` present in the object, each checked whole:
 /// panics on a turn with only its key or only its row, or a damaged value.
 pub fn present(o: &mut Object, turns: u32) -> Vec<u32> {
+    present_of(o, turns, value)
+}
+
+/// As [`present`], with the values from `value`.
+pub fn present_of(o: &mut Object, turns: u32, value: fn(u32) -> Vec<u8>) -> Vec<u32> {
     let mut out = Vec::new();
     for i in 0..turns {
         let kv = o.get(&format!("k{i}")).unwrap();

@@ -104,6 +104,27 @@ pub struct Object {
     _guard: OpenGuard,
 }
 
+impl Drop for Object {
+    /// A clean close of an object whose every commit is durable locally
+    /// and, with a bucket, shipped lets SQLite checkpoint the database and
+    /// delete the WAL as it closes (fsyncing the WAL, then the database,
+    /// before the delete): at rest the object is one file. Otherwise the
+    /// WAL stays: it holds what must still ship, or what a power cut may
+    /// have to find again.
+    fn drop(&mut self) {
+        if self.broken.is_some() || self.turn.open || self.mark.has_failed() {
+            return;
+        }
+        let done = {
+            let st = self.mark.lock();
+            st.local >= self.seq && (self.ship.is_none() || st.remote >= self.seq)
+        };
+        if done {
+            let _ = self.conn.set_checkpoint_on_close(true);
+        }
+    }
+}
+
 impl Object {
     pub fn id(&self) -> ObjectId {
         self.id

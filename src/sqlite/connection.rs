@@ -423,6 +423,23 @@ impl Connection {
         )
     }
 
+    /// Whether closing the database checkpoints it and deletes its WAL
+    /// (SQLite's default; amber turns it off in `configure`, and turns it
+    /// back on for a close after which nothing needs the WAL).
+    pub fn set_checkpoint_on_close(&self, on: bool) -> Result<(), SqliteError> {
+        // SAFETY: live handle; this option takes an int and an optional
+        // int pointer (null: do not report the new setting).
+        let rc = unsafe {
+            ffi::sqlite3_db_config(
+                self.db.as_ptr(),
+                ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                c_int::from(!on),
+                ptr::null_mut::<c_int>(),
+            )
+        };
+        self.check(rc)
+    }
+
     /// A TRUNCATE checkpoint: the WAL is copied back and emptied.
     pub fn checkpoint_truncate(&self) -> Result<(), SqliteError> {
         // SAFETY: live handle.
@@ -441,7 +458,7 @@ impl Connection {
 
 /// Lookaside slot size and count per connection (see `configure`).
 const LOOKASIDE_SLOT: usize = 128;
-const LOOKASIDE_SLOTS: usize = 64;
+const LOOKASIDE_SLOTS: usize = 32;
 
 /// Process-wide settings, once, before SQLite initializes: no bulk
 /// allocation of 20 pages per page cache up front (SQLite's default,

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `AMBER_DENSITY_DIR` puts the store somewhere other than a temporary
-//! directory (a bigger disk for the long form). Figures and commands go
+//! directory (a bigger disk for the long form); `AMBER_DENSITY_KEEP_WAL=1`
+//! keeps each object's WAL at close (`Tuning::keep_wal_on_close`). Figures and commands go
 //! in docs/benchmarks.md.
 
 use std::path::Path;
@@ -32,7 +33,9 @@ fn env_u64(k: &str, d: u64) -> u64 {
 }
 
 fn config(dir: &Path) -> Config {
-    let c = Config::new(dir);
+    let mut c = Config::new(dir);
+    // The side-by-side row: WAL kept at close (`Tuning::keep_wal_on_close`).
+    c.tuning.keep_wal_on_close = std::env::var_os("AMBER_DENSITY_KEEP_WAL").is_some();
     match std::env::var("AMBER_DENSITY_BUCKET").as_deref() {
         Ok("none") => c.with_bucket(BucketConfig::Disabled),
         _ => c,

@@ -112,7 +112,11 @@ impl Drop for Object {
     /// WAL stays: it holds what must still ship, or what a power cut may
     /// have to find again.
     fn drop(&mut self) {
-        if self.broken.is_some() || self.turn.open || self.mark.has_failed() {
+        if self.broken.is_some()
+            || self.turn.open
+            || self.mark.has_failed()
+            || self.shared.config.tuning.keep_wal_on_close
+        {
             return;
         }
         let done = {

@@ -148,10 +148,16 @@ impl Catalog {
     /// (a store from before the catalog, or a catalog that was lost).
     /// `sync_commits`: fsync every commit (for stores without the journal,
     /// where nothing else would).
-    pub(crate) fn open(data_dir: &Path, sync_commits: bool) -> Result<(Catalog, bool)> {
+    /// `vfs`: the registered SQLite VFS to open it through (the objects'
+    /// `Tuning::sqlite_vfs`; `None` in production).
+    pub(crate) fn open(
+        data_dir: &Path,
+        sync_commits: bool,
+        vfs: Option<&str>,
+    ) -> Result<(Catalog, bool)> {
         let path = data_dir.join(CATALOG_FILE);
         let new_files = !path.exists() || !wal_path(&path).exists();
-        let conn = Connection::open(&path, "\u{1}none", Vec::new())?;
+        let conn = Connection::open_vfs(&path, "\u{1}none", Vec::new(), vfs)?;
         let sync = if sync_commits { "FULL" } else { "NORMAL" };
         conn.execute_batch_internal(&format!(
             "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
@@ -415,7 +421,7 @@ impl Catalog {
         // every write the caller needs synced came before the call.
         let wal = wal_path(&self.path);
         let res = match File::open(&wal) {
-            Ok(f) => f.sync_data(),
+            Ok(f) => crate::fsutil::synced(&wal, false, || f.sync_data()),
             // Checkpointed and removed by another process: in the database.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -533,7 +539,7 @@ mod tests {
     #[test]
     fn pages_by_prefix_and_alarms_only_move_earlier_until_set() {
         let dir = tempfile::tempdir().unwrap();
-        let (cat, unbuilt) = Catalog::open(dir.path(), false).unwrap();
+        let (cat, unbuilt) = Catalog::open(dir.path(), false, None).unwrap();
         assert!(unbuilt);
         for (i, name) in ["b1", "a2", "a1", "b2", "c"].iter().enumerate() {
             cat.insert(&ids(i as u8), name, 7, None).unwrap();
@@ -563,7 +569,7 @@ mod tests {
         assert_eq!(cat.count().unwrap(), 4);
         cat.set_built().unwrap();
         drop(cat);
-        let (cat, unbuilt) = Catalog::open(dir.path(), false).unwrap();
+        let (cat, unbuilt) = Catalog::open(dir.path(), false, None).unwrap();
         assert!(!unbuilt);
         assert_eq!(cat.count().unwrap(), 4);
     }

@@ -100,8 +100,9 @@ pub struct Tuning {
     pub auto_vacuum_full: bool,
     /// Free pages after which a commit runs an incremental vacuum.
     pub vacuum_free_pages: u32,
-    /// The registered SQLite VFS objects' databases are opened with
-    /// (`None`: SQLite's default). For tests: `amber::testing::FaultVfs`.
+    /// The registered SQLite VFS that objects' databases and the store
+    /// catalog are opened with (`None`: SQLite's default). For tests:
+    /// `amber::testing::FaultVfs`.
     pub sqlite_vfs: Option<String>,
     /// Keep the WAL when an object closes cleanly. Off (the default), a
     /// close after which nothing needs the WAL checkpoints it and deletes

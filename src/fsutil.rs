@@ -90,14 +90,22 @@ pub(crate) fn synced(
     }
 }
 
-/// Test seam before amber removes `path`: with the `testing` feature, the
-/// removal fails while `testing::FaultVfs` has the power cut (a removal
-/// then would change a disk that no longer takes changes).
+/// Test seam before amber removes the file `path`: with the `testing`
+/// feature, the removal fails while `testing::FaultVfs` has the power cut
+/// (or cuts it now: a tracked file's removal is a step of the workload),
+/// and the crash images keep what a tracked file held until its directory
+/// is fsynced.
 #[inline]
 pub(crate) fn removable(path: &Path) -> std::io::Result<()> {
     #[cfg(feature = "testing")]
-    if crate::testing::fault_vfs::frozen_path(path) {
-        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    {
+        use crate::testing::{crash_image, fault_vfs};
+        if fault_vfs::std_step(path) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        if fault_vfs::tracks_path(path) {
+            crash_image::removing(path);
+        }
     }
     let _ = path;
     Ok(())

@@ -20,7 +20,7 @@ pub(crate) fn remove_local(dir: &Path) -> Result<()> {
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
         let p = entry.path();
-        match std::fs::remove_file(&p) {
+        match fsutil::removable(&p).and_then(|()| std::fs::remove_file(&p)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("remove {}", p.display()), e)),

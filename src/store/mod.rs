@@ -112,7 +112,11 @@ impl Store {
         };
         // Without the journal, nothing else would make catalog writes
         // durable.
-        let (catalog, unbuilt) = Catalog::open(&config.data_dir, !config.journal.enabled)?;
+        let (catalog, unbuilt) = Catalog::open(
+            &config.data_dir,
+            !config.journal.enabled,
+            config.tuning.sqlite_vfs.as_deref(),
+        )?;
         let catalog = Arc::new(catalog);
         let locks = ObjectLocks::open(&config.data_dir)?;
         // The journal opens even when disabled: after a power cut, what

@@ -8,13 +8,17 @@
 //! made it (`xSync`) or amber did (`std::fs`, reported through
 //! `fsutil`). New directory entries (files SQLite creates, directories
 //! amber creates) are pending until their directory is fsynced, by amber
-//! or by SQLite's own directory sync on the first sync of a new WAL.
+//! or by SQLite's own directory sync on the first sync of a new WAL; so
+//! are removals (SQLite deleting a WAL, amber removing a deleted object's
+//! files), with the removed file's bytes.
 //!
 //! At power-off every file goes back to its durable image. Then either
 //! nothing more survives (the harshest image), or, seeded, each pending
 //! write survives or not by a coin toss, in any combination (a disk may
 //! persist unsynced writes in any order, as redb's crash backend models),
-//! and each pending entry may vanish with what it holds.
+//! and each pending entry may vanish with what it holds. A removed file
+//! whose removal is pending comes back (seeded: by a coin toss) with the
+//! bytes it had, less its unsynced writes.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -43,14 +47,22 @@ struct Entry {
     durable: bool,
 }
 
+/// A removed file, with what it held, until its directory is fsynced.
+struct Removed {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
 struct Images {
     pending: Vec<Pending>,
     entries: Vec<Entry>,
+    removed: Vec<Removed>,
 }
 
 static IMAGES: Mutex<Images> = Mutex::new(Images {
     pending: Vec::new(),
     entries: Vec::new(),
+    removed: Vec::new(),
 });
 
 fn images() -> MutexGuard<'static, Images> {
@@ -58,18 +70,21 @@ fn images() -> MutexGuard<'static, Images> {
 }
 
 /// What a power-off left: unsynced writes and truncates undone, those
-/// that survived anyway, and new entries that vanished.
+/// that survived anyway, new entries that vanished, and removed files
+/// that came back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PowerOff {
     pub undone: usize,
     pub kept: usize,
     pub vanished: usize,
+    pub restored: usize,
 }
 
 pub(crate) fn clear() {
     let mut i = images();
     i.pending.clear();
     i.entries.clear();
+    i.removed.clear();
 }
 
 /// Before a write of `len` bytes at `off` (or a truncate, `len` = the
@@ -121,30 +136,78 @@ pub(crate) fn created(path: &Path) {
     });
 }
 
-/// A successful fsync of `dir`: its entries so far are durable.
+/// `path` (a file) is about to be removed. A file whose own entry was
+/// never durable just goes; otherwise the removal is pending, with the
+/// file's bytes, until its directory is fsynced.
+pub(crate) fn removing(path: &Path) {
+    let mut i = images();
+    if let Some(at) = i.entries.iter().position(|e| e.path == path) {
+        if !i.entries[at].durable {
+            i.entries.remove(at);
+            return;
+        }
+    }
+    if let Ok(bytes) = std::fs::read(path) {
+        i.removed.push(Removed {
+            path: path.to_path_buf(),
+            bytes,
+        });
+    }
+}
+
+/// A successful fsync of `dir`: its entries and removals so far are
+/// durable.
 pub(crate) fn dir_synced(dir: &Path) {
-    for e in images().entries.iter_mut() {
+    let mut i = images();
+    for e in i.entries.iter_mut() {
         if e.path.parent() == Some(dir) {
             e.durable = true;
         }
     }
+    // A removal in `dir` is durable now; so is one inside a directory
+    // that is gone from `dir` (removed, empty, before this fsync).
+    i.removed.retain(|r| {
+        let parent = r.path.parent();
+        let under_gone_dir = r.path.starts_with(dir) && !parent.is_some_and(Path::exists);
+        parent != Some(dir) && !under_gone_dir
+    });
 }
 
 /// Puts every tracked file back to its durable image; with `rng`, lets a
 /// random subset of the unsynced writes survive and a random subset of
 /// the unsynced entries vanish, else makes every unsynced entry vanish.
 pub(crate) fn power_off(mut rng: Option<&mut SplitMix>) -> PowerOff {
-    let Images { pending, entries } = std::mem::replace(
+    let Images {
+        pending,
+        entries,
+        removed,
+    } = std::mem::replace(
         &mut *images(),
         Images {
             pending: Vec::new(),
             entries: Vec::new(),
+            removed: Vec::new(),
         },
     );
     let mut out = PowerOff {
         undone: pending.len(),
         ..PowerOff::default()
     };
+    // Removals first, newest last, so that a removed file's unsynced
+    // writes are undone below like any other file's.
+    for r in &removed {
+        if let Some(rng) = rng.as_deref_mut() {
+            if !rng.chance(500) {
+                continue;
+            }
+        }
+        if let Some(dir) = r.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if std::fs::write(&r.path, &r.bytes).is_ok() {
+            out.restored += 1;
+        }
+    }
     let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).ok();
     for p in pending.iter().rev() {
         if let Some(f) = open(&p.path) {

@@ -425,8 +425,19 @@ unsafe extern "C" fn x_delete(
     sync: c_int,
 ) -> c_int {
     // SAFETY: SQLite calls us with the VFS we registered, and its own
-    // arguments go to the real VFS unchanged.
+    // arguments go to the real VFS unchanged; `name` is a NUL-terminated
+    // path when not null.
     unsafe {
+        if !name.is_null() {
+            let path = CStr::from_ptr(name).to_string_lossy().into_owned();
+            let path = std::path::Path::new(&path);
+            if frozen_path(path) {
+                return ffi::SQLITE_IOERR_DELETE;
+            }
+            if tracks_path(path) {
+                crash_image::removing(path);
+            }
+        }
         let real = real_vfs(vfs);
         ((*real).xDelete.expect("xDelete"))(real, name, sync)
     }

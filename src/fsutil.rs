@@ -111,6 +111,25 @@ pub(crate) fn removable(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Test seam before amber renames `from` to `to` (one directory): as
+/// [`removable`], for a rename the crash images may undo until the
+/// directory is fsynced.
+#[inline]
+pub(crate) fn renamable(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(feature = "testing")]
+    {
+        use crate::testing::{crash_image, fault_vfs};
+        if fault_vfs::std_step(to) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        if fault_vfs::tracks_path(to) {
+            crash_image::renaming(from, to);
+        }
+    }
+    let _ = (from, to);
+    Ok(())
+}
+
 /// fsyncs a directory so entries created in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     synced(dir, true, || File::open(dir).and_then(|d| d.sync_all()))

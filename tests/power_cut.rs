@@ -22,7 +22,9 @@
 //! A third sweep runs with small journal files, so sealed files retire
 //! during the workload: its cuts land among the retire thread's fsyncs of
 //! the object's files (counted as steps too) and journal removals, with
-//! and without checkpoints. Skipping the WAL's fsync before a retirement
+//! and without checkpoints (every third step; `AMBER_VFS_STRIDE=1` for
+//! all). Further sweeps cut deletes and a name's reuse, with the catalog
+//! in the images, and `restore_on_next_open`. Skipping the WAL's fsync before a retirement
 //! fails it (checked by hand: "the store journal lacks commit 2").
 //!
 //! After the reboot: every acknowledged turn is there, each whole, plus at
@@ -186,21 +188,29 @@ fn retiring_uncheckpointed(dir: &std::path::Path) -> amber::Config {
 fn a_power_cut_at_every_step_of_journal_retirement_loses_nothing_acknowledged() {
     FaultVfs::register();
     let _one = FaultVfs::exclusive();
+    // The longest sweep (about 600 steps): CI cuts at every third step;
+    // AMBER_VFS_STRIDE=1 cuts at every one.
+    let stride: u64 = std::env::var("AMBER_VFS_STRIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     for config in [retiring, retiring_uncheckpointed] {
-        let (mut n, mut retired, mut lossy) = (1, 0, 0);
+        let (mut n, mut runs, mut retired, mut lossy) = (1, 0, 0, 0);
         while let Some(p) = run_with(n, image_for(n), config, faults::noise, &mut retired) {
             lossy += usize::from(p.undone > 0);
-            n += 1;
+            runs += 1;
+            n += stride;
             assert!(n < 5000, "the workload never ran out of steps");
         }
         eprintln!(
-            "power cut at each of {} steps with retiring journal files: {retired} files \
-             retired before cuts, {lossy} cuts undid unsynced writes",
-            n - 1
+            "power cut at every {stride} of {} steps with retiring journal files ({runs} cuts): \
+             {retired} files retired before cuts, {lossy} cuts undid unsynced writes",
+            n - stride
         );
         // The retire thread runs beside the workload; it must have won
         // some of the races for the cuts to land among its steps.
-        assert!(retired > 0, "the journal retired no file in {} runs", n - 1);
+        assert!(retired > 0, "the journal retired no file in {runs} runs");
     }
 }
 
@@ -475,4 +485,89 @@ fn a_power_cut_at_every_step_of_deletes_and_reuse_leaves_each_object_whole_or_go
     );
     assert!(n > 10, "only {} steps: the VFS is not in the path", n - 1);
     assert!(restored > 0, "no cut brought a removed file back");
+}
+
+/// `restore_on_next_open` under the knife: an object with five
+/// acknowledged turns at `Remote` on the default `file://` bucket (not in
+/// the crash images: it stands for remote storage) is told to restore to
+/// its second turn, then reopened with the cut at every step of the
+/// restore (the rebuilt database opens through the VFS; removals, the
+/// rename and the marker's removal are steps) and of a turn after it.
+/// After the reboot the next open finishes the restore if it was cut
+/// short: the object holds exactly turns 0 and 1, plus the turn after
+/// the restore if it was acknowledged (or in flight).
+#[test]
+fn a_power_cut_at_every_step_of_a_restore_on_next_open_lands_on_the_target() {
+    FaultVfs::register();
+    let _one = FaultVfs::exclusive();
+    let remote = |d: &std::path::Path| {
+        let mut c = config(d)
+            .with_bucket(amber::BucketConfig::Default)
+            .with_durability(amber::DurabilityLevel::Remote);
+        c.tuning.checkpoint_pages = 8;
+        c
+    };
+    let (mut n, mut restored) = (1, 0);
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(remote(dir.path())).unwrap();
+            let mut o = store.open_object("room").unwrap();
+            let mut target = None;
+            for i in 0..5 {
+                o.put(&format!("k{i}"), &value(i)).unwrap();
+                o.end_turn().unwrap().wait().unwrap();
+                if i == 1 {
+                    target = Some(o.current_bookmark());
+                }
+            }
+            o.restore_on_next_open(target.unwrap()).unwrap();
+        }
+        FaultVfs::track(true, &format!("{}/", dir.path().display()));
+        FaultVfs::cut_at(n);
+        let (mut opened, mut acked) = (false, false);
+        if let Ok(store) = Store::open(remote(dir.path())) {
+            if let Ok(mut o) = store.open_object("room") {
+                opened = true;
+                o.put("k9", &value(9)).unwrap();
+                acked = o
+                    .end_turn()
+                    .and_then(|t| t.wait_timeout(Duration::from_secs(30)))
+                    .is_ok();
+            }
+        }
+        let cut = FaultVfs::was_cut();
+        let image = power_off(image_for(n));
+        restored += image.restored;
+        if !cut {
+            assert!(opened && acked, "the workload failed with no cut");
+            break;
+        }
+        reboot_journal(dir.path());
+        let ctx = format!("n={n} (opened {opened}, turn 9 acknowledged {acked}; {image:?})");
+        let store = Store::open(remote(dir.path()))
+            .unwrap_or_else(|e| panic!("{ctx}: the store did not open after the cut: {e}"));
+        let mut o = store
+            .open_object("room")
+            .unwrap_or_else(|e| panic!("{ctx}: the object did not open: {e}"));
+        let have = keys_present(&mut o, 10);
+        if acked {
+            assert_eq!(have, [0, 1, 9], "{ctx}");
+        } else {
+            assert!(
+                have == [0, 1] || have == [0, 1, 9],
+                "{ctx}: the object holds {have:?}"
+            );
+        }
+        o.integrity_check()
+            .unwrap_or_else(|e| panic!("{ctx}: integrity check: {e}"));
+        n += 1;
+        assert!(n < 5000, "the workload never ran out of steps");
+    }
+    eprintln!(
+        "power cut at each of {} steps of a restore on open; {restored} removals or renames undone",
+        n - 1
+    );
+    assert!(n > 10, "only {} steps: the VFS is not in the path", n - 1);
+    assert!(restored > 0, "no cut undid a removal or rename");
 }

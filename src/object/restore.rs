@@ -170,11 +170,13 @@ pub(crate) fn restore_into(
     };
     {
         // Stamp the new epoch into the restored database itself.
-        let conn = Connection::open(&tmp, "_amber_", Vec::new())?;
+        let vfs = shared.config.tuning.sqlite_vfs.as_deref();
+        let conn = Connection::open_vfs(&tmp, "_amber_", Vec::new(), vfs)?;
         conn.execute_batch_internal("PRAGMA locking_mode = EXCLUSIVE; PRAGMA journal_mode = WAL;")?;
         stamp_epoch(&conn, epoch)?;
     }
-    let _ = std::fs::remove_file(dir.join(format!("{RESTORE_TMP}-wal")));
+    let tmp_wal = dir.join(format!("{RESTORE_TMP}-wal"));
+    let _ = fsutil::removable(&tmp_wal).and_then(|()| std::fs::remove_file(&tmp_wal));
     let m = Manifest {
         epoch,
         parent: Some(report.bookmark),
@@ -182,13 +184,20 @@ pub(crate) fn restore_into(
     };
     let clock = shared.config.clock.clone();
     shared.on_bucket(move |b| async move { write_manifest(&b, &*clock, &id, m).await })?;
-    let _ = std::fs::remove_file(dir.join("db-wal"));
-    let _ = std::fs::remove_file(dir.join(HINT_FILE));
+    for old in [dir.join("db-wal"), dir.join(HINT_FILE)] {
+        match fsutil::removable(&old).and_then(|()| std::fs::remove_file(&old)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("remove {}", old.display()), e)),
+        }
+    }
     shared.catalog.remove_ship_hint(&id)?;
-    std::fs::rename(&tmp, dir.join("db"))
+    let db = dir.join("db");
+    fsutil::renamable(&tmp, &db)
+        .and_then(|()| std::fs::rename(&tmp, &db))
         .map_err(|e| Error::io(format!("install restored database in {}", dir.display()), e))?;
     fsutil::sync_dir(dir)?;
-    match std::fs::remove_file(&marker) {
+    match fsutil::removable(&marker).and_then(|()| std::fs::remove_file(&marker)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(format!("remove {}", marker.display()), e)),

@@ -10,15 +10,17 @@
 //! amber creates) are pending until their directory is fsynced, by amber
 //! or by SQLite's own directory sync on the first sync of a new WAL; so
 //! are removals (SQLite deleting a WAL, amber removing a deleted object's
-//! files), with the removed file's bytes.
+//! files), with the removed file's bytes, and renames, with what the
+//! target held.
 //!
 //! At power-off every file goes back to its durable image. Then either
 //! nothing more survives (the harshest image), or, seeded, each pending
 //! write survives or not by a coin toss, in any combination (a disk may
 //! persist unsynced writes in any order, as redb's crash backend models),
-//! and each pending entry may vanish with what it holds. A removed file
-//! whose removal is pending comes back (seeded: by a coin toss) with the
-//! bytes it had, less its unsynced writes.
+//! and each pending entry may vanish with what it holds. Pending removals
+//! and renames are undone (seeded: all but a random prefix, since a
+//! journaling file system persists them in order): the file comes back
+//! with the bytes it had, less its unsynced writes.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -47,22 +49,63 @@ struct Entry {
     durable: bool,
 }
 
-/// A removed file, with what it held, until its directory is fsynced.
-struct Removed {
-    path: PathBuf,
-    bytes: Vec<u8>,
+/// A removal or rename of a file, pending until its directory is fsynced.
+enum DirOp {
+    /// What the removed file held.
+    Removed { path: PathBuf, bytes: Vec<u8> },
+    /// What `to` held before `from` replaced it, if it existed.
+    Renamed {
+        from: PathBuf,
+        to: PathBuf,
+        old: Option<Vec<u8>>,
+    },
+}
+
+impl DirOp {
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            DirOp::Removed { path, .. } => path.parent(),
+            DirOp::Renamed { to, .. } => to.parent(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            DirOp::Removed { path, .. } => path,
+            DirOp::Renamed { to, .. } => to,
+        }
+    }
+
+    /// Undoes it: the removed file comes back, the renamed one goes back.
+    fn undo(&self) -> bool {
+        match self {
+            DirOp::Removed { path, bytes } => {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                std::fs::write(path, bytes).is_ok()
+            }
+            DirOp::Renamed { from, to, old } => {
+                let back = std::fs::rename(to, from).is_ok();
+                if let Some(old) = old {
+                    let _ = std::fs::write(to, old);
+                }
+                back
+            }
+        }
+    }
 }
 
 struct Images {
     pending: Vec<Pending>,
     entries: Vec<Entry>,
-    removed: Vec<Removed>,
+    dir_ops: Vec<DirOp>,
 }
 
 static IMAGES: Mutex<Images> = Mutex::new(Images {
     pending: Vec::new(),
     entries: Vec::new(),
-    removed: Vec::new(),
+    dir_ops: Vec::new(),
 });
 
 fn images() -> MutexGuard<'static, Images> {
@@ -70,8 +113,8 @@ fn images() -> MutexGuard<'static, Images> {
 }
 
 /// What a power-off left: unsynced writes and truncates undone, those
-/// that survived anyway, new entries that vanished, and removed files
-/// that came back.
+/// that survived anyway, new entries that vanished, and removals and
+/// renames undone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PowerOff {
     pub undone: usize,
@@ -84,7 +127,7 @@ pub(crate) fn clear() {
     let mut i = images();
     i.pending.clear();
     i.entries.clear();
-    i.removed.clear();
+    i.dir_ops.clear();
 }
 
 /// Before a write of `len` bytes at `off` (or a truncate, `len` = the
@@ -148,11 +191,21 @@ pub(crate) fn removing(path: &Path) {
         }
     }
     if let Ok(bytes) = std::fs::read(path) {
-        i.removed.push(Removed {
+        i.dir_ops.push(DirOp::Removed {
             path: path.to_path_buf(),
             bytes,
         });
     }
+}
+
+/// `from` is about to be renamed to `to` (in the same directory): pending,
+/// with what `to` held, until the directory is fsynced.
+pub(crate) fn renaming(from: &Path, to: &Path) {
+    images().dir_ops.push(DirOp::Renamed {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        old: std::fs::read(to).ok(),
+    });
 }
 
 /// A successful fsync of `dir`: its entries and removals so far are
@@ -166,9 +219,9 @@ pub(crate) fn dir_synced(dir: &Path) {
     }
     // A removal in `dir` is durable now; so is one inside a directory
     // that is gone from `dir` (removed, empty, before this fsync).
-    i.removed.retain(|r| {
-        let parent = r.path.parent();
-        let under_gone_dir = r.path.starts_with(dir) && !parent.is_some_and(Path::exists);
+    i.dir_ops.retain(|op| {
+        let parent = op.dir();
+        let under_gone_dir = op.path().starts_with(dir) && !parent.is_some_and(Path::exists);
         parent != Some(dir) && !under_gone_dir
     });
 }
@@ -180,33 +233,28 @@ pub(crate) fn power_off(mut rng: Option<&mut SplitMix>) -> PowerOff {
     let Images {
         pending,
         entries,
-        removed,
+        dir_ops,
     } = std::mem::replace(
         &mut *images(),
         Images {
             pending: Vec::new(),
             entries: Vec::new(),
-            removed: Vec::new(),
+            dir_ops: Vec::new(),
         },
     );
     let mut out = PowerOff {
         undone: pending.len(),
         ..PowerOff::default()
     };
-    // Removals first, newest last, so that a removed file's unsynced
-    // writes are undone below like any other file's.
-    for r in &removed {
-        if let Some(rng) = rng.as_deref_mut() {
-            if !rng.chance(500) {
-                continue;
-            }
-        }
-        if let Some(dir) = r.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if std::fs::write(&r.path, &r.bytes).is_ok() {
-            out.restored += 1;
-        }
+    // Removals and renames first, newest first, so that a file that comes
+    // back has its unsynced writes undone below like any other file. They
+    // persist in order, as a journaling file system commits them: seeded,
+    // a random prefix survives; else none.
+    let durable = rng
+        .as_deref_mut()
+        .map_or(0, |r| r.below(dir_ops.len() as u64 + 1) as usize);
+    for op in dir_ops[durable..].iter().rev() {
+        out.restored += usize::from(op.undo());
     }
     let open = |p: &Path| std::fs::OpenOptions::new().write(true).open(p).ok();
     for p in pending.iter().rev() {

@@ -99,8 +99,8 @@ pub struct RuntimeConfig {
     pub instance_overhead_bytes: usize,
     /// Most instances live at once; beyond it the least recently used idle
     /// ones are closed, as with the memory budget, at once rather than at
-    /// the next housekeeping interval. Each live instance holds about five
-    /// file descriptors. Default: an eighth of the open-files limit
+    /// the next housekeeping interval. Each live instance holds two file
+    /// descriptors (its database and WAL). Default: an eighth of the open-files limit
     /// (`RLIMIT_NOFILE`, read from `/proc/self/limits`; 1,024 if unknown),
     /// at least 64.
     pub max_live_objects: usize,

@@ -59,8 +59,9 @@ pub(crate) fn fault_point(
 
 /// Test seam around amber's own fsync of `path`, a file or (`dir`) a
 /// directory: with the `testing` feature, the fsync fails while
-/// `testing::FaultVfs` has the power cut, and one that succeeds tells the
-/// crash images what became durable. Without the feature it is `sync()`.
+/// `testing::FaultVfs` has the power cut or when an armed sync fault
+/// matches `path`, and one that succeeds tells the crash images what
+/// became durable. Without the feature it is `sync()`.
 #[inline]
 pub(crate) fn synced(
     path: &Path,
@@ -72,6 +73,9 @@ pub(crate) fn synced(
         use crate::testing::{crash_image, fault_vfs};
         if fault_vfs::std_step(path) {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        if let Some(e) = fault_vfs::strike_path(crate::testing::IoOp::Sync, || path.to_path_buf()) {
+            return Err(e);
         }
         sync()?;
         if fault_vfs::tracks_path(path) {

@@ -396,10 +396,10 @@ impl Connection {
         if rc != ffi::SQLITE_OK || file.is_null() {
             return None;
         }
-        // SAFETY: SQLite owns the file object for as long as the pager
-        // keeps its WAL, which in exclusive WAL mode is as long as the
-        // connection (amber never changes the journal mode of an open
-        // object); the returned borrow of `self` bounds its use.
+        // In exclusive WAL mode the pager keeps its WAL as long as the
+        // connection (amber never changes an open object's journal mode).
+        // SAFETY: SQLite owns the file object that long, and the returned
+        // borrow of `self` bounds its use.
         unsafe { super::wal::WalFile::new(file) }
     }
 
@@ -468,11 +468,10 @@ const LOOKASIDE_SLOTS: usize = 32;
 fn configure_process() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // Called before any connection of amber's opens; if SQLite is
+        // already initialized it returns SQLITE_MISUSE and changes nothing.
         // SAFETY: SQLITE_CONFIG_PAGECACHE takes (void*, int, int); a null
-        // buffer with zero size and count is documented as "no bulk
-        // buffer". Called before any connection of amber's opens; if
-        // SQLite is already initialized it returns SQLITE_MISUSE and
-        // changes nothing, which is fine.
+        // buffer with zero size and count means "no bulk buffer".
         let _ = unsafe {
             ffi::sqlite3_config(
                 ffi::SQLITE_CONFIG_PAGECACHE,

@@ -111,10 +111,9 @@ impl ReadAt for WalFile<'_> {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read too large"))?;
         let offset = i64::try_from(offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-        // SAFETY: the file is open (checked in `new`) and stays so while
-        // the connection lives; `buf` is valid for `len` bytes. SQLite's
-        // connection is used from one thread at a time (`Connection` is
-        // not `Sync`), so no other call runs on the file meanwhile.
+        // `Connection` is not `Sync`: no other call runs on the file meanwhile.
+        // SAFETY: the file is open (checked in `new`) while the connection
+        // lives, and `buf` is valid for `len` bytes.
         let rc = unsafe {
             let methods = &*(*self.file).pMethods;
             match methods.xRead {

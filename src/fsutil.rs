@@ -101,18 +101,10 @@ pub(crate) fn synced(
 /// is fsynced.
 #[inline]
 pub(crate) fn removable(path: &Path) -> std::io::Result<()> {
-    #[cfg(feature = "testing")]
-    {
-        use crate::testing::{crash_image, fault_vfs};
-        if fault_vfs::std_step(path) {
-            return Err(std::io::Error::from_raw_os_error(libc::EIO));
-        }
-        if fault_vfs::tracks_path(path) {
-            crash_image::removing(path);
-        }
-    }
-    let _ = path;
-    Ok(())
+    before_dir_op(path, || {
+        #[cfg(feature = "testing")]
+        crate::testing::crash_image::removing(path);
+    })
 }
 
 /// Test seam before amber renames `from` to `to` (one directory): as
@@ -120,17 +112,30 @@ pub(crate) fn removable(path: &Path) -> std::io::Result<()> {
 /// directory is fsynced.
 #[inline]
 pub(crate) fn renamable(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(not(feature = "testing"))]
+    let _ = from;
+    before_dir_op(to, || {
+        #[cfg(feature = "testing")]
+        crate::testing::crash_image::renaming(from, to);
+    })
+}
+
+/// The shared part of [`removable`] and [`renamable`]: fail while the
+/// power is out, else let the crash images `record` a tracked operation.
+#[inline]
+fn before_dir_op(path: &Path, record: impl FnOnce()) -> std::io::Result<()> {
     #[cfg(feature = "testing")]
     {
-        use crate::testing::{crash_image, fault_vfs};
-        if fault_vfs::std_step(to) {
+        use crate::testing::fault_vfs;
+        if fault_vfs::std_step(path) {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
-        if fault_vfs::tracks_path(to) {
-            crash_image::renaming(from, to);
+        if fault_vfs::tracks_path(path) {
+            record();
         }
     }
-    let _ = (from, to);
+    #[cfg(not(feature = "testing"))]
+    let _ = (path, record);
     Ok(())
 }
 
